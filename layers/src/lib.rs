@@ -1,0 +1,28 @@
+//! Tower layers for production HTTP services.
+//!
+//! Every layer lives in its own module behind its own Cargo feature, is usable alone, in any
+//! order, on any `Service<http::Request<B>>` with any body type (axum, hyper, tonic), and builds
+//! everything it can (header values, policies) once, when the layer is constructed.
+//!
+//! | feature            | module                | layer |
+//! |--------------------|-----------------------|-------|
+//! | `request-id`       | [`request_id`]        | [`RequestIdLayer`](request_id::RequestIdLayer) |
+//! | `security-headers` | [`security_headers`]  | [`SecurityHeadersLayer`](security_headers::SecurityHeadersLayer) |
+//!
+//! The layers cooperate only through request extensions and the `tracing` span: the request-id
+//! layer puts a [`RequestId`](request_id::RequestId) in the extensions, and any later layer or
+//! handler may read it.
+//!
+//! Compose them in **one** [`tower::ServiceBuilder`](https://docs.rs/tower/latest/tower/struct.ServiceBuilder.html)
+//! rather than with many separate `Router::layer` calls: in axum each separate call adds a boxed
+//! service that is cloned on every request.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "request-id")]
+#[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
+pub mod request_id;
+
+#[cfg(feature = "security-headers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "security-headers")))]
+pub mod security_headers;
