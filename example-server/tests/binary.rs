@@ -36,7 +36,10 @@ fn start(addr: SocketAddr) -> Server {
     let server = Server(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "covet-server did not listen on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "covet-server did not listen on {addr}"
+        );
         thread::sleep(Duration::from_millis(50));
     }
     server
