@@ -8,6 +8,7 @@
 //! |--------------------|-----------------------|-------|
 //! | `request-id`       | [`request_id`]        | [`RequestIdLayer`](request_id::RequestIdLayer) |
 //! | `security-headers` | [`security_headers`]  | [`SecurityHeadersLayer`](security_headers::SecurityHeadersLayer) |
+//! | `metrics`          | [`metrics`]           | [`MetricsLayer`](metrics::MetricsLayer), [`MetricsService`](metrics::MetricsService) |
 //!
 //! The layers cooperate only through request extensions and the `tracing` span: the request-id
 //! layer puts a [`RequestId`](request_id::RequestId) in the extensions, and any later layer or
@@ -26,3 +27,7 @@ pub mod request_id;
 #[cfg(feature = "security-headers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "security-headers")))]
 pub mod security_headers;
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
