@@ -366,7 +366,7 @@ impl SecurityHeadersBuilder {
             .collect::<Result<_, _>>()?;
         Ok(SecurityHeadersLayer {
             config: Arc::new(Config {
-                headers: headers.into_boxed_slice(),
+                template: headers.into_iter().collect(),
                 remove,
                 mode: self.mode,
                 nonce_policy,
@@ -456,31 +456,54 @@ impl NoncePolicy {
 
 #[derive(Debug)]
 struct Config {
-    headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Every configured header, ready to be cloned as the start of a response's header map.
+    template: HeaderMap,
     remove: Box<[HeaderName]>,
     mode: HeaderMode,
     nonce_policy: Option<NoncePolicy>,
 }
 
 impl Config {
+    /// Adds the configured headers to a response's headers and strips the removed ones.
+    ///
+    /// Rather than inserting each configured header into the response's map (a hash and maybe a
+    /// re-allocation per header), the response starts from a clone of the prebuilt template —
+    /// two allocations and reference-count bumps — and its own few headers are moved in.
     fn apply(&self, headers: &mut HeaderMap, nonce: Option<&CspNonce>) {
-        for name in &self.remove {
-            headers.remove(name);
+        let original = std::mem::replace(headers, self.template.clone());
+        let override_mode = self.mode == HeaderMode::Override;
+        // `HeaderMap::into_iter` yields a name only for the first value of each header.
+        let mut current: Option<(HeaderName, bool)> = None;
+        for (name, value) in original {
+            match name {
+                Some(name) => {
+                    let keep = !self.remove.contains(&name)
+                        && !(override_mode && self.template.contains_key(&name));
+                    if keep {
+                        // The handler's value replaces the template's (set-if-missing).
+                        headers.insert(name.clone(), value);
+                    }
+                    current = Some((name, keep));
+                }
+                None => {
+                    if let Some((name, true)) = &current {
+                        headers.append(name.clone(), value);
+                    }
+                }
+            }
         }
-        headers.reserve(self.headers.len() + usize::from(nonce.is_some()));
-        let policy = nonce
+        if let Some(value) = nonce
             .zip(self.nonce_policy.as_ref())
-            .and_then(|(nonce, policy)| Some((CONTENT_SECURITY_POLICY, policy.render(nonce)?)));
-        let all = self.headers.iter().chain(policy.iter());
-        for (name, value) in all {
+            .and_then(|(nonce, policy)| policy.render(nonce))
+        {
             match self.mode {
                 HeaderMode::IfMissing => {
-                    if let Entry::Vacant(entry) = headers.entry(name) {
-                        entry.insert(value.clone());
+                    if let Entry::Vacant(entry) = headers.entry(CONTENT_SECURITY_POLICY) {
+                        entry.insert(value);
                     }
                 }
                 HeaderMode::Override => {
-                    headers.insert(name, value.clone());
+                    headers.insert(CONTENT_SECURITY_POLICY, value);
                 }
             }
         }
@@ -708,6 +731,26 @@ mod tests {
         let res = run(SecurityHeadersLayer::api(), res).await;
         for name in FINGERPRINT_HEADERS {
             assert!(res.headers().get(name).is_none(), "{name} kept");
+        }
+    }
+
+    #[tokio::test]
+    async fn multi_valued_handler_headers_survive_in_both_modes() {
+        for mode in [HeaderMode::IfMissing, HeaderMode::Override] {
+            let layer = SecurityHeadersLayer::builder_api().mode(mode).build().unwrap();
+            let res = Response::builder()
+                .header("set-cookie", "a=1")
+                .header("server", "nginx")
+                .header("set-cookie", "b=2")
+                .header("content-type", "application/json")
+                .body(())
+                .unwrap();
+            let res = run(layer, res).await;
+            let cookies: Vec<_> = res.headers().get_all("set-cookie").iter().collect();
+            assert_eq!(cookies, ["a=1", "b=2"], "{mode:?}");
+            assert_eq!(header(&res, "content-type"), "application/json");
+            assert!(res.headers().get("server").is_none());
+            assert_eq!(res.headers().len(), 13 + 3, "{mode:?}: {:?}", res.headers());
         }
     }
 
