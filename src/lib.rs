@@ -32,6 +32,12 @@
 #[doc(inline)]
 pub use covet_layers as layers;
 
+/// One-call telemetry set-up: logs with `request_id`, `trace_id` and `span_id`, OTLP span
+/// export and the W3C propagator (`covet::telemetry::init(config)`).
+#[cfg(feature = "layers")]
+#[doc(inline)]
+pub use covet_layers::trace::telemetry;
+
 #[cfg(feature = "health")]
 #[doc(inline)]
 pub use covet_health as health;

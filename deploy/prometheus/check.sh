@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Validates the Prometheus recording rules and runs their unit tests with Prometheus's promtool.
+# Validates the Prometheus scrape config, recording rules and alert rules, and runs their unit
+# tests with Prometheus's promtool.
 # Usage: deploy/prometheus/check.sh   (from anywhere; needs `promtool`, Debian package `prometheus`)
 set -euo pipefail
 
@@ -10,5 +11,7 @@ if ! command -v promtool >/dev/null 2>&1; then
     exit 1
 fi
 
-promtool check rules recording-rules.yml
-promtool test rules tests/recording-rules.test.yml
+promtool check rules recording-rules.yml alert-rules.yml
+# `check config` also checks the rule files the config names (same folder).
+promtool check config prometheus.yml
+promtool test rules tests/recording-rules.test.yml tests/alert-rules.test.yml

@@ -1,16 +1,331 @@
-//! The covet reference server as a library: the application [`Router`] with every covet layer
-//! composed in one `ServiceBuilder`, so tests and benchmarks run exactly what the binary runs.
+//! The covet reference server as a library, so tests and benchmarks run exactly what the binary
+//! runs.
+//!
+//! [`Server::build`] wires every covet piece together from a [`Config`]:
+//!
+//! - the API router, with the covet layers in **one** `ServiceBuilder`, outermost first, in the
+//!   order of the design: drain → request id → trace → metrics → rate limit → security
+//!   headers → routes;
+//! - the admin router: `/metrics` and `/health*`;
+//! - the health registry, whose readiness the shutdown coordinator flips when draining starts;
+//! - the shutdown coordinator, followed by both listeners.
 
-use axum::{Json, Router, routing::get};
+pub mod config;
+pub mod notes;
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use covet_health::{HealthRegistry, checks::DiskSpaceCheck};
 use covet_layers::{
+    metrics::{MetricsLayer, MetricsService, app::AppMetrics, system::SystemMetrics},
+    rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore},
     request_id::{RequestId, RequestIdLayer},
     security_headers::SecurityHeadersLayer,
+    shutdown::{DrainLayer, Shutdown, ShutdownReport, serve},
+    trace::TraceLayer,
 };
+use prometheus::Registry;
 use serde::Serialize;
+use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
-/// The address the API listens on when nothing else is configured.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub use config::Config;
+use covet_pools::{PgPool, RedisPool};
+use notes::{NewNote, Notes, NotesError};
+
+/// The longest `GET /api/slow` wait accepted, in milliseconds.
+pub const MAX_SLOW_MS: u64 = 60_000;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A listener could not bind; names the flag.
+    #[error("cannot listen on {addr} ({flag}): {source}")]
+    Bind {
+        /// The flag naming the address.
+        flag: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A setting is invalid; the message names it.
+    #[error("{0}")]
+    Config(String),
+    /// The server stopped with an I/O error.
+    #[error("serving failed: {0}")]
+    Serve(#[source] io::Error),
+}
+
+/// The shared state of the API handlers.
+#[derive(Clone)]
+pub struct AppState {
+    notes: Notes,
+    app_metrics: AppMetrics,
+    api_token: Option<Arc<str>>,
+}
+
+/// A built server: listeners bound, every component wired, not yet serving.
+pub struct Server {
+    api: TcpListener,
+    admin: TcpListener,
+    api_router: Router,
+    admin_router: Router,
+    shutdown: Shutdown,
+    health: HealthRegistry,
+    registry: Registry,
+    notes: Notes,
+}
+
+impl Server {
+    /// Binds both listeners and wires every component.
+    pub async fn build(config: &Config) -> Result<Self, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
+        let registry = Registry::new();
+        let metrics_err =
+            |e: covet_layers::metrics::MetricsError| ServerError::Config(e.to_string());
+
+        let shutdown = Shutdown::builder()
+            .pre_stop_delay(config.pre_stop_delay)
+            .drain_timeout(config.drain_timeout)
+            .metrics(&registry)
+            .build()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+
+        let pool_err = |flag: &'static str| {
+            move |e: covet_pools::PoolError| ServerError::Config(format!("{flag}: {e}"))
+        };
+        // Built without connecting: the server starts (and readiness reports the outage) while a
+        // database is still down, and recovers when it appears.
+        let db = match config.database_url() {
+            Some(url) => Some(
+                PgPool::builder(url)
+                    .pool_name("notes")
+                    .connection_timeout(Duration::from_secs(2))
+                    .connect_at_build(false)
+                    .build(&registry)
+                    .await
+                    .map_err(pool_err("--database-url (DATABASE_URL)"))?,
+            ),
+            None => None,
+        };
+        let cache = match config.redis_url() {
+            Some(url) => Some(
+                RedisPool::builder(url)
+                    .pool_name("cache")
+                    .connection_timeout(Duration::from_secs(1))
+                    .connect_at_build(false)
+                    .build(&registry)
+                    .await
+                    .map_err(pool_err("--redis-url (REDIS_URL)"))?,
+            ),
+            None => None,
+        };
+
+        let mut health = HealthRegistry::builder().metrics(&registry).register(
+            covet_health::CheckRegistration::new("disk", DiskSpaceCheck::new("."))
+                .readiness()
+                .non_critical(),
+        );
+        if let Some(db) = &db {
+            health = health.readiness("db", db.health_check());
+        }
+        if let Some(cache) = &cache {
+            health = health.readiness("redis", cache.health_check());
+        }
+        let health = health
+            .build()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        let readiness = health.readiness();
+        shutdown.on_draining(move || readiness.set_out_of_service());
+
+        SystemMetrics::register(&registry).map_err(metrics_err)?;
+        let app_metrics = AppMetrics::builder()
+            .version(env!("CARGO_PKG_VERSION"))
+            .commit(option_env!("COVET_GIT_COMMIT").unwrap_or("unknown"))
+            .register(&registry)
+            .map_err(metrics_err)?;
+        let metrics_layer = MetricsLayer::new(&registry).map_err(metrics_err)?;
+        let rate_limit = rate_limit_layer(config, &registry)?;
+        let metrics_service = MetricsService::new(&registry).map_err(metrics_err)?;
+
+        let mut notes = match db {
+            Some(db) => Notes::postgres(db),
+            None => Notes::memory(),
+        };
+        if let Some(cache) = cache {
+            notes = notes.with_cache(cache);
+        }
+        let state = AppState {
+            notes: notes.clone(),
+            app_metrics,
+            api_token: config.api_token.as_deref().map(Arc::from),
+        };
+        let api_router = api_router(state).layer(
+            ServiceBuilder::new()
+                .layer(DrainLayer::new(&shutdown))
+                .layer(RequestIdLayer::new().span(false))
+                .layer(TraceLayer::new())
+                .layer(metrics_layer)
+                .layer(rate_limit)
+                .layer(SecurityHeadersLayer::api()),
+        );
+        let health_service = health.service();
+        let admin_router = Router::new()
+            .route_service("/metrics", metrics_service)
+            .route_service("/health", health_service.clone())
+            .route_service("/health/{*rest}", health_service);
+
+        let api = bind("--listen", config.listen).await?;
+        let admin = bind("--admin-listen", config.admin_listen).await?;
+        Ok(Self {
+            api,
+            admin,
+            api_router,
+            admin_router,
+            shutdown,
+            health,
+            registry,
+            notes,
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn api_addr(&self) -> io::Result<SocketAddr> {
+        self.api.local_addr()
+    }
+
+    /// The address the admin endpoints listen on.
+    pub fn admin_addr(&self) -> io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// The shutdown coordinator (to trigger it programmatically or add hooks).
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// The metrics registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Serves both ports until the shutdown coordinator stops them, then runs the hooks.
+    pub async fn run(self) -> Result<ShutdownReport, ServerError> {
+        // Start-up completes once the schema exists; until the database answers, it is retried
+        // every second while the server already serves (readiness reports the outage).
+        let (notes, health) = (self.notes.clone(), self.health.clone());
+        tokio::spawn(async move {
+            let mut logged = false;
+            loop {
+                match notes.create_schema().await {
+                    Ok(()) => {
+                        health.startup_complete();
+                        break;
+                    }
+                    Err(err) if !logged => {
+                        tracing::warn!(error = %err, "cannot create the notes schema yet; retrying");
+                        logged = true;
+                    }
+                    Err(_) => {}
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        tracing::info!(
+            api = %self.api.local_addr().map_err(ServerError::Serve)?,
+            admin = %self.admin.local_addr().map_err(ServerError::Serve)?,
+            "covet-server listening"
+        );
+        let api = serve(self.api, self.api_router, &self.shutdown);
+        let admin = serve(self.admin, self.admin_router, &self.shutdown);
+        tokio::try_join!(api, admin).map_err(ServerError::Serve)?;
+        Ok(self.shutdown.finish().await)
+    }
+}
+
+/// The rate limiter from `--rate-limit`, `--rate-limit-burst`, `--rate-limit-store` and
+/// `--trusted-proxies`: one bucket per client IP (the rightmost untrusted forwarding entry
+/// behind trusted proxies, else the peer address).
+fn rate_limit_layer(
+    config: &Config,
+    registry: &Registry,
+) -> Result<RateLimitLayer<ClientIp>, ServerError> {
+    let mut quota: Quota = config
+        .rate_limit
+        .parse()
+        .map_err(|e| ServerError::Config(format!("--rate-limit (COVET_RATE_LIMIT): {e}")))?;
+    if let Some(burst) = config.rate_limit_burst {
+        if burst == 0 {
+            return Err(ServerError::Config(
+                "--rate-limit-burst (COVET_RATE_LIMIT_BURST) must be at least 1".into(),
+            ));
+        }
+        quota = quota.burst(burst);
+    }
+    let trusted = config
+        .trusted_proxies
+        .iter()
+        .filter(|cidr| !cidr.trim().is_empty())
+        .map(|cidr| {
+            let cidr = cidr.trim();
+            cidr.parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ServerError::Config(format!(
+                        "--trusted-proxies (COVET_TRUSTED_PROXIES): `{cidr}` is not a CIDR such as 10.0.0.0/8"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let builder =
+        RateLimitLayer::builder(Policy::new("default", quota)).key(ClientIp::new(trusted));
+    let builder = match (config.rate_limit_store, config.redis_url()) {
+        (config::RateLimitStore::Redis, Some(url)) => {
+            let store = RedisStore::builder(url)
+                .map_err(|e| ServerError::Config(format!("--redis-url (REDIS_URL): {e}")))?
+                .prefix("covet:ratelimit:")
+                .build();
+            builder.store(store)
+        }
+        _ => builder.store(MemoryStore::new()),
+    };
+    builder
+        .build(registry)
+        .map_err(|e| ServerError::Config(e.to_string()))
+}
+
+async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { flag, addr, source })
+}
+
+/// The API routes, without the covet layers.
+pub fn api_router(state: AppState) -> Router {
+    let writes = Router::new()
+        .route("/api/notes", axum::routing::post(create_note))
+        .route("/api/notes/{id}", axum::routing::delete(delete_note))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/api/hello", get(hello))
+        .route("/api/slow", get(slow))
+        .route("/api/notes", get(list_notes))
+        .route("/api/notes/{id}", get(get_note))
+        .merge(writes)
+        .with_state(state)
+}
 
 /// The body of `GET /api/hello`.
 #[derive(Debug, Serialize)]
@@ -22,44 +337,173 @@ pub struct Hello {
 }
 
 async fn hello(request_id: Option<axum::Extension<RequestId>>) -> Json<Hello> {
-    tracing::info!("saying hello");
     Json(Hello {
         message: "hello from covet",
         request_id: request_id.map(|id| id.0.to_string()).unwrap_or_default(),
     })
 }
 
-/// The API router with the covet layers applied, outermost first, in one `ServiceBuilder`.
-pub fn app() -> Router {
-    Router::new().route("/api/hello", get(hello)).layer(
-        ServiceBuilder::new()
-            .layer(RequestIdLayer::new())
-            .layer(SecurityHeadersLayer::api()),
+/// An RFC 9457 `application/problem+json` response.
+pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+    });
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+async fn slow(RawQuery(query): RawQuery) -> Response {
+    let ms = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .map(str::parse::<u64>);
+    match ms {
+        Some(Ok(ms)) if ms <= MAX_SLOW_MS => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Json(serde_json::json!({ "slept_ms": ms })).into_response()
+        }
+        _ => problem(
+            StatusCode::BAD_REQUEST,
+            format!("`ms` must be a whole number of milliseconds from 0 to {MAX_SLOW_MS}"),
+        ),
+    }
+}
+
+/// A store failure as a problem response: 503, never 500, so clients and probes retry.
+fn unavailable(err: NotesError) -> Response {
+    tracing::warn!(error = %err, "notes store unavailable");
+    let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+async fn list_notes(State(state): State<AppState>) -> Response {
+    match state.notes.list().await {
+        Ok(notes) => Json(notes).into_response(),
+        Err(err) => unavailable(err),
+    }
+}
+
+/// A note id from the path: a positive integer.
+fn parse_id(id: &str) -> Option<i64> {
+    id.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+fn bad_id() -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "the note id must be a positive integer",
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn hello_answers_json_with_the_request_id_and_security_headers() {
-        let request = axum::http::Request::builder()
-            .uri("/api/hello")
-            .header("x-request-id", "hello-1")
-            .body(Body::empty())
-            .unwrap();
-        let response = app().oneshot(request).await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["x-request-id"], "hello-1");
-        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(json["message"], "hello from covet");
-        assert_eq!(json["request_id"], "hello-1");
+async fn get_note(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return bad_id();
+    };
+    match state.notes.get_json(id).await {
+        Ok(Some(json)) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no note {id}")),
+        Err(err) => unavailable(err),
     }
+}
+
+async fn create_note(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the note as `content-type: application/json`",
+        );
+    }
+    match NewNote::parse(&body) {
+        Ok(new) => {
+            let note = match state.notes.create(new).await {
+                Ok(note) => note,
+                Err(err) => return unavailable(err),
+            };
+            let location = HeaderValue::try_from(format!("/api/notes/{}", note.id))
+                .expect("digits are a valid header value");
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(note),
+            )
+                .into_response()
+        }
+        Err(detail) => problem(StatusCode::BAD_REQUEST, detail),
+    }
+}
+
+async fn delete_note(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return bad_id();
+    };
+    match state.notes.delete(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => problem(StatusCode::NOT_FOUND, format!("no note {id}")),
+        Err(err) => unavailable(err),
+    }
+}
+
+/// Compares in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = &state.api_token else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let reason = match presented {
+        None => "missing_credentials",
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
+            state.app_metrics.auth_succeeded();
+            return next.run(request).await;
+        }
+        Some(_) => "invalid_credentials",
+    };
+    state.app_metrics.auth_failed(reason);
+    let mut response = problem(
+        StatusCode::UNAUTHORIZED,
+        "this endpoint needs `authorization: Bearer <token>`",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"covet\""),
+    );
+    response
 }

@@ -1,107 +1,283 @@
-//! Runs the built `covet-server` binary as a user would and talks to it over a real socket.
+//! The built `covet-server` binary in its embedded mode (no PostgreSQL, Redis or collector),
+//! driven over real sockets as a user would.
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+mod support;
 
-/// A free loopback port: bind to port 0, note the port, release it.
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use std::process::Command;
 
-struct Server(Child);
+use support::{Server, get, request};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(addr: SocketAddr) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_covet-server"))
-        .env("COVET_LISTEN", addr.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn covet-server");
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "covet-server did not listen on {addr}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-/// Sends one HTTP/1.1 request and returns the raw response text.
-fn get(addr: SocketAddr, path: &str, extra_headers: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra_headers}\r\n"
+#[test]
+fn hello_carries_ids_and_security_headers() {
+    let server = Server::start(&[], &[]);
+    let reply = request(
+        server.api,
+        "GET",
+        "/api/hello",
+        &[("x-request-id", "e2e-1")],
+        "",
     )
     .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    let head = response.split("\r\n\r\n").next().unwrap();
-    head.lines().skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-#[test]
-fn serves_hello_with_request_ids_and_security_headers() {
-    let addr = free_addr();
-    let _server = start(addr);
-
-    let response = get(addr, "/api/hello", "x-request-id: e2e-1\r\n");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert_eq!(header(&response, "x-request-id"), Some("e2e-1"));
-    assert_eq!(header(&response, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-request-id"), Some("e2e-1"));
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(
-        header(&response, "content-security-policy"),
+        reply.header("content-security-policy"),
         Some("default-src 'none'; frame-ancestors 'none'")
     );
-    let body = response.split("\r\n\r\n").nth(1).unwrap();
-    let json: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!(json["message"], "hello from covet");
-    assert_eq!(json["request_id"], "e2e-1");
+    assert_eq!(reply.header("server"), None);
+    assert_eq!(reply.json()["message"], "hello from covet");
+    assert_eq!(reply.json()["request_id"], "e2e-1");
 
-    // A hostile id is replaced, not echoed.
-    let response = get(addr, "/api/hello", "x-request-id: <script>\r\n");
-    let id = header(&response, "x-request-id").unwrap();
-    assert_eq!(id.len(), 36, "{response}");
-    assert!(!response.contains("<script>"), "{response}");
-
-    let response = get(addr, "/no/such/route", "");
-    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
-    assert_eq!(header(&response, "x-frame-options"), Some("DENY"));
+    let reply = request(
+        server.api,
+        "GET",
+        "/api/hello",
+        &[("x-request-id", "<script>")],
+        "",
+    )
+    .unwrap();
+    let id = reply.header("x-request-id").unwrap();
+    assert_eq!(id.len(), 36, "a UUIDv7 replaced the hostile id");
+    assert!(!format!("{reply:?}").contains("<script>"));
 }
 
 #[test]
-fn a_bad_listen_address_exits_2_naming_the_setting() {
+fn notes_round_trip_in_memory_with_validation() {
+    let server = Server::start(&[], &[]);
+    let json = [("content-type", "application/json")];
+    let created = request(
+        server.api,
+        "POST",
+        "/api/notes",
+        &json,
+        r#"{"title":"t1","body":"b1"}"#,
+    )
+    .unwrap();
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_i64().unwrap();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/notes/{id}").as_str())
+    );
+
+    let fetched = get(server.api, &format!("/api/notes/{id}"));
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.json()["title"], "t1");
+    let listed = get(server.api, "/api/notes");
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+
+    for (body, detail) in [
+        ("{", "not valid JSON"),
+        (r#"{"title":""}"#, "`title`"),
+        (r#"{"title":"x","admin":true}"#, "not a note"),
+    ] {
+        let bad = request(server.api, "POST", "/api/notes", &json, body).unwrap();
+        assert_eq!(bad.status, 400, "{body}");
+        assert_eq!(bad.header("content-type"), Some("application/problem+json"));
+        assert!(
+            bad.json()["detail"].as_str().unwrap().contains(detail),
+            "{bad:?}"
+        );
+    }
+    let wrong_type = request(
+        server.api,
+        "POST",
+        "/api/notes",
+        &[("content-type", "text/plain")],
+        "{}",
+    )
+    .unwrap();
+    assert_eq!(wrong_type.status, 415);
+    assert_eq!(get(server.api, "/api/notes/abc").status, 400);
+    assert_eq!(get(server.api, "/api/notes/999999").status, 404);
+
+    let deleted = request(server.api, "DELETE", &format!("/api/notes/{id}"), &[], "").unwrap();
+    assert_eq!(deleted.status, 204);
+    assert_eq!(get(server.api, &format!("/api/notes/{id}")).status, 404);
+}
+
+#[test]
+fn write_endpoints_need_the_token_when_configured_and_failures_are_counted() {
+    let server = Server::start(&["--api-token", "s3cret"], &[]);
+    let note = r#"{"title":"x"}"#;
+    let json = ("content-type", "application/json");
+    let none = request(server.api, "POST", "/api/notes", &[json], note).unwrap();
+    assert_eq!(none.status, 401);
+    assert!(
+        none.header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let wrong = request(
+        server.api,
+        "POST",
+        "/api/notes",
+        &[json, ("authorization", "Bearer nope")],
+        note,
+    )
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    let right = request(
+        server.api,
+        "POST",
+        "/api/notes",
+        &[json, ("authorization", "Bearer s3cret")],
+        note,
+    )
+    .unwrap();
+    assert_eq!(right.status, 201);
+    // Reads stay open.
+    assert_eq!(get(server.api, "/api/notes").status, 200);
+
+    let metrics = get(server.admin, "/metrics").body;
+    assert!(
+        metrics.contains(r#"app_auth_attempts_total{outcome="failure"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"app_auth_attempts_total{outcome="success"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"app_auth_failures_total{reason="missing_credentials"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"app_auth_failures_total{reason="invalid_credentials"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_admin_port_serves_metrics_and_health() {
+    let server = Server::start(&[], &[]);
+    get(server.api, "/api/hello");
+    get(server.api, "/api/notes/7");
+    get(server.api, "/wp-login.php");
+    let slow = get(server.api, "/api/slow?ms=20");
+    assert_eq!(slow.json()["slept_ms"], 20);
+    assert_eq!(get(server.api, "/api/slow?ms=60001").status, 400);
+    assert_eq!(get(server.api, "/api/slow?ms=abc").status, 400);
+
+    let metrics = get(server.admin, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body;
+    for sample in [
+        r#"http_requests_total{method="GET",route="/api/hello",status="200"} 1"#,
+        r#"http_requests_total{method="GET",route="/api/notes/{id}",status="404"} 1"#,
+        r#"http_requests_total{method="GET",route="NOT_FOUND",status="404"} 1"#,
+        r#"http_requests_total{method="GET",route="/api/slow",status="400"} 2"#,
+        r#"shutdown_phase{phase="running"} 1"#,
+        r#"app_info{commit="#,
+        "process_resident_memory_bytes",
+        "system_memory_total_bytes",
+    ] {
+        assert!(text.contains(sample), "missing {sample}:\n{text}");
+    }
+    assert!(!text.contains("wp-login"), "a raw path became a label");
+
+    for probe in [
+        "/health",
+        "/health/live",
+        "/health/ready",
+        "/health/startup",
+    ] {
+        let reply = get(server.admin, probe);
+        assert_eq!(reply.status, 200, "{probe}: {reply:?}");
+        assert_eq!(reply.json()["status"], "UP", "{probe}");
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+    }
+    assert_eq!(get(server.admin, "/health/nope").status, 404);
+}
+
+#[test]
+fn the_healthcheck_subcommand_reports_liveness() {
+    let server = Server::start(&[], &[]);
+    let status = Command::new(env!("CARGO_BIN_EXE_covet-server"))
+        .args(["--admin-listen", &server.admin.to_string(), "healthcheck"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(server);
+    let free = support::free_addr();
     let output = Command::new(env!("CARGO_BIN_EXE_covet-server"))
-        .args(["--listen", "not-an-address"])
+        .args([
+            "--admin-listen",
+            &free.to_string(),
+            "healthcheck",
+            "--timeout",
+            "500ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("healthcheck"));
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_setting() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--listen", "not-an-address"], "--listen"),
+        (&["--pre-stop-delay", "soon"], "--pre-stop-delay"),
+        (&["--rate-limit-store", "disk"], "--rate-limit-store"),
+        (&["--rate-limit-store", "redis"], "--redis-url"),
+        (&["--log-format", "xml"], "--log-format"),
+    ];
+    for (args, setting) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_covet-server"))
+            .args(args)
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(setting), "{args:?}: {stderr}");
+    }
+    // A port already taken is named by its flag too.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_covet-server"))
+        .args(["--listen", &taken.local_addr().unwrap().to_string()])
+        .args(["--admin-listen", &support::free_addr().to_string()])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--listen"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--listen"));
+}
+
+#[test]
+fn log_lines_carry_the_request_trace_and_span_ids() {
+    let server = Server::start(&[], &[]);
+    let reply = request(
+        server.api,
+        "GET",
+        "/api/hello",
+        &[("x-request-id", "log-ids-1")],
+        "",
+    )
+    .unwrap();
+    let trace_id = reply
+        .header("x-trace-id")
+        .expect("x-trace-id header")
+        .to_owned();
+    assert_eq!(trace_id.len(), 32);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        let found = server
+            .logs()
+            .into_iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .find(|l| l["request_id"] == "log-ids-1");
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with the request id: {:?}",
+            server.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(line["trace_id"], trace_id.as_str(), "{line}");
+    assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
 }

@@ -9,6 +9,9 @@
 //! | `request-id`       | [`request_id`]        | [`RequestIdLayer`](request_id::RequestIdLayer) |
 //! | `security-headers` | [`security_headers`]  | [`SecurityHeadersLayer`](security_headers::SecurityHeadersLayer) |
 //! | `metrics`          | [`metrics`]           | [`MetricsLayer`](metrics::MetricsLayer), [`MetricsService`](metrics::MetricsService) |
+//! | `rate-limit`       | [`rate_limit`]        | [`RateLimitLayer`](rate_limit::RateLimitLayer) |
+//! | `trace`            | [`trace`]             | [`TraceLayer`](trace::TraceLayer), [`PropagateLayer`](trace::PropagateLayer), [`telemetry::init`](trace::telemetry::init) |
+//! | `shutdown`         | [`shutdown`]          | [`Shutdown`](shutdown::Shutdown), [`DrainLayer`](shutdown::DrainLayer), [`serve`](shutdown::serve) |
 //!
 //! The layers cooperate only through request extensions and the `tracing` span: the request-id
 //! layer puts a [`RequestId`](request_id::RequestId) in the extensions, and any later layer or
@@ -31,3 +34,15 @@ pub mod security_headers;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
+
+#[cfg(feature = "shutdown")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
+pub mod shutdown;
+
+#[cfg(feature = "trace")]
+#[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
+pub mod trace;

@@ -477,8 +477,9 @@ impl Config {
         for (name, value) in original {
             match name {
                 Some(name) => {
-                    let keep = !self.remove.contains(&name)
-                        && !(override_mode && self.template.contains_key(&name));
+                    let removed = self.remove.contains(&name);
+                    let overridden = override_mode && self.template.contains_key(&name);
+                    let keep = !(removed || overridden);
                     if keep {
                         // The handler's value replaces the template's (set-if-missing).
                         headers.insert(name.clone(), value);
@@ -737,7 +738,10 @@ mod tests {
     #[tokio::test]
     async fn multi_valued_handler_headers_survive_in_both_modes() {
         for mode in [HeaderMode::IfMissing, HeaderMode::Override] {
-            let layer = SecurityHeadersLayer::builder_api().mode(mode).build().unwrap();
+            let layer = SecurityHeadersLayer::builder_api()
+                .mode(mode)
+                .build()
+                .unwrap();
             let res = Response::builder()
                 .header("set-cookie", "a=1")
                 .header("server", "nginx")

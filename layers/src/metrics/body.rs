@@ -162,3 +162,16 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
             .finish_non_exhaustive()
     }
 }
+
+impl<B: Body + Default> Default for RequestBody<B> {
+    fn default() -> Self {
+        Self::unmeasured(B::default())
+    }
+}
+
+impl<B: Default> Default for ResponseBody<B> {
+    /// An unmeasured empty body (what a short-circuiting outer layer creates).
+    fn default() -> Self {
+        Self::unmeasured(B::default())
+    }
+}

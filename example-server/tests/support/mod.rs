@@ -1,0 +1,205 @@
+//! Spawning the built `covet-server` binary and talking HTTP/1.1 to it over real sockets.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different part
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Child, ChildStderr, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// A free loopback port: bind to port 0, note the port, release it.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A running `covet-server` process; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub api: SocketAddr,
+    pub admin: SocketAddr,
+    /// Every line the server wrote to stderr (its logs), collected by a thread.
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the server with `args` and `envs` on free ports; waits until both ports answer.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let (api, admin) = (free_addr(), free_addr());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_covet-server"));
+        command
+            .args([
+                "--listen",
+                &api.to_string(),
+                "--admin-listen",
+                &admin.to_string(),
+            ])
+            .args(["--log-format", "json"])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn covet-server");
+        let logs = collect(child.stderr.take().unwrap());
+        let server = Server {
+            child,
+            api,
+            admin,
+            logs,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(api).is_err() || TcpStream::connect(admin).is_err() {
+            if let Ok(Some(status)) = exited_early(&server) {
+                panic!("covet-server exited early ({status}): {:?}", server.logs());
+            }
+            assert!(Instant::now() < deadline, "covet-server did not listen");
+            thread::sleep(Duration::from_millis(25));
+        }
+        server
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends a signal with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn exited_early(server: &Server) -> std::io::Result<Option<ExitStatus>> {
+    // `try_wait` needs `&mut`; peek through /proc instead so `server` stays shared.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id()))?;
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .trim_start()
+        .chars()
+        .next();
+    Ok(match state {
+        Some('Z') | None => Some(ExitStatus::default()),
+        _ => None,
+    })
+}
+
+fn collect(stderr: ChildStderr) -> Arc<Mutex<Vec<String>>> {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            match line {
+                Ok(line) => sink.lock().unwrap().push(line),
+                Err(_) => break,
+            }
+        }
+    });
+    logs
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Sends one request on a fresh connection (`Connection: close`) and reads the whole reply.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(90)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw).ok_or_else(|| {
+        std::io::Error::other(format!("bad reply: {:?}", String::from_utf8_lossy(&raw)))
+    })
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, &[], "").unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Parses one HTTP/1.1 response (Content-Length or read-to-close bodies).
+pub fn parse(raw: &[u8]) -> Option<Reply> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Some(Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}

@@ -1,0 +1,216 @@
+//! [`RedisStore`]: GCRA in Redis, one atomic Lua script per decision, shared by replicas.
+//!
+//! Each decision runs one script (`EVALSHA`, loaded again on `NOSCRIPT`) that reads the
+//! server's clock with `TIME` — so replicas whose clocks disagree still agree on every
+//! decision — updates the key's theoretical arrival time, and sets the key to expire exactly
+//! when the bucket is full again, so idle keys free themselves. The design is
+//! go-redis/redis_rate's.
+//!
+//! Every decision (taking a pooled connection included) is bounded by a short
+//! [`timeout`](RedisStoreBuilder::timeout). When Redis fails or is slow, the layer either
+//! **fails open** (the default) — deciding with a local [`MemoryStore`] fallback that applies
+//! each policy's own quota *per replica* (so a fleet of N replicas lets through at most N times
+//! the quota while Redis is down, and one replica never more than the quota) — or, for policies
+//! marked [`fail_closed`](crate::rate_limit::Policy::fail_closed), answers 503.
+//!
+//! Connections come from a bb8 pool of `bb8_redis::RedisConnectionManager`. A pool built by
+//! [`RedisStore::builder`] tests each connection on checkout (`PING`, bb8's default): bb8-redis
+//! cannot otherwise tell that a multiplexed connection broke, and this is what makes decisions
+//! go back to Redis by themselves once it returns.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use bb8_redis::{RedisConnectionManager, bb8};
+
+use super::{Decision, DecisionFuture, MemoryStore, StoreError};
+use crate::rate_limit::key::Key;
+
+/// The default decision timeout: 50 ms.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+/// The default key prefix: `covet:rl:`.
+pub const DEFAULT_PREFIX: &str = "covet:rl:";
+
+/// GCRA in microseconds. KEYS[1] the bucket; ARGV[1] the emission interval, ARGV[2] the burst.
+/// Returns {allowed 0|1, remaining, retry_after_us, reset_after_us}.
+const SCRIPT: &str = r"
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local ahead = new_tat - now
+if ahead > tolerance then
+  return {0, 0, ahead - tolerance, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(ahead / 1000))
+return {1, math.floor((tolerance - ahead) / interval), 0, ahead}
+";
+
+type Pool = bb8::Pool<RedisConnectionManager>;
+
+struct Inner {
+    pool: Pool,
+    script: redis::Script,
+    prefix: String,
+    timeout: Duration,
+    fallback: MemoryStore,
+}
+
+/// GCRA in Redis, shared by every replica that uses the same Redis and prefix. See the
+/// [module docs](self). Cloning shares the pool.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A builder over a new pool for `url` (`redis://127.0.0.1:6379`). No connection is made
+    /// until the first decision. Call it inside a Tokio runtime (the pool starts its reaper
+    /// task); outside one it returns [`StoreError::NoRuntime`].
+    pub fn builder(url: &str) -> Result<RedisStoreBuilder, StoreError> {
+        tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime)?;
+        let manager = RedisConnectionManager::new(url)?;
+        let pool = bb8::Pool::builder()
+            .max_size(16)
+            .connection_timeout(DEFAULT_TIMEOUT)
+            .build_unchecked(manager);
+        Ok(Self::with_pool(pool))
+    }
+
+    /// A builder over a pool the application already has. Keep its `test_on_check_out` on
+    /// (bb8's default) so broken connections are replaced.
+    pub fn with_pool(pool: Pool) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            pool,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            fallback: None,
+        }
+    }
+
+    /// The local store used when Redis cannot decide and the policy fails open.
+    pub fn fallback(&self) -> &MemoryStore {
+        &self.inner.fallback
+    }
+
+    /// The decision timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Starts one decision for `key` under `policy` (its name), with the GCRA `interval`
+    /// (nanoseconds) and `burst`.
+    pub(crate) fn check(
+        &self,
+        policy: &str,
+        key: &Key,
+        interval: u64,
+        burst: u64,
+    ) -> DecisionFuture {
+        let mut name = String::with_capacity(self.inner.prefix.len() + policy.len() + 48);
+        name.push_str(&self.inner.prefix);
+        name.push_str(policy);
+        name.push(':');
+        key.write_redis(&mut name);
+        let interval_us = (interval / 1000).max(1);
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let timeout = inner.timeout;
+            let run = async {
+                let mut conn = inner
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|e| StoreError::Pool(e.to_string()))?;
+                let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = inner
+                    .script
+                    .key(&name)
+                    .arg(interval_us)
+                    .arg(burst)
+                    .invoke_async(&mut *conn)
+                    .await?;
+                Ok(Decision {
+                    allowed: allowed == 1,
+                    remaining: remaining.max(0) as u64,
+                    retry_after: Duration::from_micros(retry_us.max(0) as u64),
+                    reset_after: Duration::from_micros(reset_us.max(0) as u64),
+                })
+            };
+            match tokio::time::timeout(timeout, run).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Timeout(timeout)),
+            }
+        })
+    }
+}
+
+/// Configures a [`RedisStore`]. Created by [`RedisStore::builder`] or [`RedisStore::with_pool`].
+pub struct RedisStoreBuilder {
+    pool: Pool,
+    prefix: String,
+    timeout: Duration,
+    fallback: Option<MemoryStore>,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key this store writes (`{prefix}{policy}:{key}`). Replicas that
+    /// share limits must use the same prefix.
+    ///
+    /// Defaults to [`DEFAULT_PREFIX`] (`covet:rl:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest a decision (connection checkout included) may take before the store is
+    /// treated as down for that request.
+    ///
+    /// Defaults to [`DEFAULT_TIMEOUT`] (50 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The local store that decides for fail-open policies while Redis is down.
+    ///
+    /// Defaults to a [`MemoryStore`] with 100,000 keys at most.
+    pub fn fallback(mut self, store: MemoryStore) -> Self {
+        self.fallback = Some(store);
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> RedisStore {
+        RedisStore {
+            inner: Arc::new(Inner {
+                pool: self.pool,
+                script: redis::Script::new(SCRIPT),
+                prefix: self.prefix,
+                timeout: self.timeout,
+                fallback: self
+                    .fallback
+                    .unwrap_or_else(|| MemoryStore::builder().max_keys(100_000).build()),
+            }),
+        }
+    }
+}

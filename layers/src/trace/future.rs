@@ -1,0 +1,133 @@
+//! The response future of the server [`Trace`](super::Trace) service.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Instant,
+};
+
+use http::{HeaderValue, Method, Response, header::Entry};
+use opentelemetry::trace::TraceContextExt;
+use pin_project_lite::pin_project;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::{
+    layer::Config,
+    service::{Route, method_attribute, route_str},
+};
+
+/// What the request log line needs, kept only for requests that are logged.
+pub(crate) struct RequestLog {
+    pub(crate) start: Instant,
+    pub(crate) method: Method,
+    pub(crate) route: Option<Route>,
+}
+
+pin_project! {
+    /// The response future of [`Trace`](super::Trace): records the status on the span, sets the
+    /// trace-id header and writes the request log line.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        pub(crate) inner: F,
+        pub(crate) span: Span,
+        pub(crate) config: Arc<Config>,
+        pub(crate) request_id: Option<HeaderValue>,
+        pub(crate) log: Option<RequestLog>,
+    }
+}
+
+/// Lower-case hex of a trace id, as a header value.
+fn trace_id_value(span: &Span) -> Option<HeaderValue> {
+    let cx = span.context();
+    let otel_span = cx.span();
+    let span_context = otel_span.span_context();
+    if !span_context.is_valid() {
+        return None;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, byte) in span_context.trace_id().to_bytes().iter().enumerate() {
+        buf[2 * i] = HEX[usize::from(byte >> 4)];
+        buf[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    HeaderValue::from_bytes(&buf).ok()
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = {
+            let _scope = super::scope::enter(this.request_id.as_ref());
+            ready!(this.inner.poll(cx))
+        };
+        let request_id = this.request_id.as_ref().and_then(|v| v.to_str().ok());
+        match result {
+            Ok(mut response) => {
+                let status = response.status();
+                this.span
+                    .record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    this.span.record("otel.status_code", "ERROR");
+                    this.span.record("error.type", status.as_str());
+                }
+                if let Some(header) = &this.config.trace_id_header
+                    && let Entry::Vacant(entry) = response.headers_mut().entry(header)
+                    && let Some(value) = trace_id_value(this.span)
+                {
+                    entry.insert(value);
+                }
+                if let Some(log) = this.log.take() {
+                    let latency_ms = log.start.elapsed().as_secs_f64() * 1e3;
+                    tracing::info!(
+                        target: "covet::trace::request",
+                        method = method_attribute(&log.method),
+                        route = log.route.as_ref().map(route_str),
+                        status = status.as_u16(),
+                        latency_ms,
+                        bytes = response.body().size_hint().exact(),
+                        request_id,
+                        "request completed"
+                    );
+                }
+                Poll::Ready(Ok(response))
+            }
+            Err(error) => {
+                let kind = std::any::type_name::<E>();
+                this.span.record("otel.status_code", "ERROR");
+                this.span.record("error.type", kind);
+                if let Some(log) = this.log.take() {
+                    let latency_ms = log.start.elapsed().as_secs_f64() * 1e3;
+                    tracing::info!(
+                        target: "covet::trace::request",
+                        method = method_attribute(&log.method),
+                        route = log.route.as_ref().map(route_str),
+                        error.type = kind,
+                        latency_ms,
+                        request_id,
+                        "request failed"
+                    );
+                }
+                Poll::Ready(Err(error))
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("span", &self.span)
+            .finish_non_exhaustive()
+    }
+}

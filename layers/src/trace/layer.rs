@@ -1,0 +1,154 @@
+//! [`TraceLayer`]: the server layer's configuration.
+
+use std::{borrow::Cow, fmt, sync::Arc};
+
+use http::HeaderName;
+use tower_layer::Layer;
+
+use super::service::Trace;
+
+/// The default response header carrying the trace id, `x-trace-id`.
+pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
+
+/// The paths left out of the request log by default: `/health` and everything under it, and
+/// `/metrics` (probes and scrapes would drown the log).
+pub const DEFAULT_LOG_EXCLUDED: [&str; 2] = ["/health", "/metrics"];
+
+/// OpenTelemetry server spans for every request. See the [module docs](super).
+#[derive(Clone)]
+pub struct TraceLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) trace_id_header: Option<HeaderName>,
+    pub(crate) untrusted_edge: bool,
+    pub(crate) request_log: bool,
+    pub(crate) log_excluded: Vec<Cow<'static, str>>,
+}
+
+impl Config {
+    /// Whether a request to `path` gets a request log line.
+    #[inline]
+    pub(crate) fn logs(&self, path: &str) -> bool {
+        self.request_log && !self.log_excluded.iter().any(|p| is_under(path, p))
+    }
+}
+
+/// `path` is `prefix` or below it (`/health`, `/health/ready`, but not `/healthy`).
+fn is_under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'))
+}
+
+impl TraceLayer {
+    /// A layer with the defaults: `x-trace-id` response header, incoming trace context trusted,
+    /// a request log line for every path but `/health*` and `/metrics`.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                trace_id_header: Some(X_TRACE_ID),
+                untrusted_edge: false,
+                request_log: true,
+                log_excluded: DEFAULT_LOG_EXCLUDED
+                    .iter()
+                    .map(|p| Cow::Borrowed(*p))
+                    .collect(),
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The response header that carries the trace id (32 lower-case hex digits), so a user can
+    /// paste it into Jaeger or Tempo. `None` turns it off. The header is set only when the
+    /// request's span has a valid trace id (an OpenTelemetry tracing layer is installed), and
+    /// never replaces one set by the handler.
+    ///
+    /// Defaults to `x-trace-id`.
+    pub fn trace_id_header(mut self, header: Option<HeaderName>) -> Self {
+        self.config_mut().trace_id_header = header;
+        self
+    }
+
+    /// At an untrusted edge, never continue the caller's trace: every request starts a new
+    /// trace, and a valid incoming trace context is attached to the server span as a **link**
+    /// instead of a parent (incoming `tracestate` and `baggage` are dropped).
+    ///
+    /// Defaults to `false` (a valid incoming `traceparent` becomes the parent).
+    pub fn untrusted_edge(mut self, untrusted: bool) -> Self {
+        self.config_mut().untrusted_edge = untrusted;
+        self
+    }
+
+    /// Whether each request ends with one `INFO` log line (target `covet::trace::request`,
+    /// message `request completed`) with `method`, `route`, `status`, `latency_ms`, `bytes`
+    /// (when the response size is known) and `request_id` (when the request-id layer ran).
+    ///
+    /// Defaults to `true`.
+    pub fn request_log(mut self, enabled: bool) -> Self {
+        self.config_mut().request_log = enabled;
+        self
+    }
+
+    /// Paths left out of the request log: each entry matches itself and everything below it.
+    /// Their spans are still recorded.
+    ///
+    /// Defaults to [`DEFAULT_LOG_EXCLUDED`] (`/health*` and `/metrics`).
+    pub fn log_excluded_paths<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Cow<'static, str>>,
+    {
+        self.config_mut().log_excluded = paths.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+impl Default for TraceLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for TraceLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceLayer")
+            .field("trace_id_header", &self.config.trace_id_header)
+            .field("untrusted_edge", &self.config.untrusted_edge)
+            .field("request_log", &self.config.request_log)
+            .field("log_excluded", &self.config.log_excluded)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Trace {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusions_match_the_path_and_below_only() {
+        let config = TraceLayer::new().config;
+        assert!(!config.logs("/health"));
+        assert!(!config.logs("/health/ready"));
+        assert!(!config.logs("/metrics"));
+        assert!(config.logs("/healthy"));
+        assert!(config.logs("/users/42"));
+        let config = TraceLayer::new().request_log(false).config;
+        assert!(!config.logs("/users/42"));
+    }
+}

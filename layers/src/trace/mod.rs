@@ -1,0 +1,89 @@
+//! OpenTelemetry HTTP spans: [`TraceLayer`] for servers, [`PropagateLayer`] for clients, and
+//! the one-call [`telemetry`] set-up (logs with ids, OTLP export, W3C propagator).
+//!
+//! # Server spans
+//!
+//! [`TraceLayer`] opens one span per request, at `INFO` on target `covet::trace` (so a normal
+//! `info` filter keeps it and parent links hold), of kind SERVER, named `{METHOD} {route}` per
+//! the OpenTelemetry HTTP semantic conventions (`{METHOD}` without a route, `HTTP` for a
+//! non-standard method). The route is axum's `MatchedPath` (feature `axum`; apply the layer
+//! with `Router::layer` so routing has happened). Attributes: `http.request.method`, `url.path`,
+//! `url.scheme`, `http.route`, `http.response.status_code`, `network.protocol.version`,
+//! `server.address`, `client.address` (first `X-Forwarded-For` entry), `user_agent.original`,
+//! `error.type`, and `request_id` when the request-id layer ran before it. Status is unset for
+//! 1xx–4xx and Error for 5xx (`error.type` = the status code) and for inner errors
+//! (`error.type` = the error's type name).
+//!
+//! Incoming `traceparent`, `tracestate` and `baggage` go through the global propagator
+//! (`opentelemetry-http`); a warning is logged once if none is installed. A `traceparent` that
+//! fails [`is_valid_traceparent`] (version `ff`, all-zero ids, upper-case or non-hex digits,
+//! wrong length, or the header sent twice) is ignored: the request starts a new trace and the
+//! `tracestate` is dropped. With [`TraceLayer::untrusted_edge`] every request starts a new
+//! trace and a valid incoming context becomes a span link. A request without trace context
+//! always starts a new trace, even inside another span.
+//!
+//! The trace id is returned in the `x-trace-id` response header (see
+//! [`TraceLayer::trace_id_header`]), and one `INFO` request log line (target
+//! `covet::trace::request`) is written per request, except for `/health*` and `/metrics`
+//! (see [`TraceLayer::request_log`]).
+//!
+//! The spans become OpenTelemetry spans through `tracing-opentelemetry`, which
+//! [`telemetry::init`] installs. Without it the layer costs a disabled span and adds nothing.
+//!
+//! Place it after `RequestIdLayer` (built with `.span(false)`, since this span records the id)
+//! and before the metrics layer. It works the same under axum, hyper and tonic servers.
+//!
+//! # Example
+//!
+//! ```
+//! use covet_layers::trace::TraceLayer;
+//! use http::{Request, Response, StatusCode};
+//! use opentelemetry::trace::TracerProvider as _;
+//! use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // What `telemetry::init` installs, with an in-memory exporter.
+//! let exporter = InMemorySpanExporter::default();
+//! let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("example")));
+//! let _guard = tracing::subscriber::set_default(subscriber);
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(TraceLayer::new())
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         let mut res = Response::new(String::new());
+//!         *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+//!         Ok::<_, std::convert::Infallible>(res)
+//!     }));
+//! let response = service.oneshot(Request::get("/orders").body(())?).await?;
+//!
+//! let trace_id = response.headers()["x-trace-id"].to_str()?.to_owned();
+//! let spans = exporter.get_finished_spans()?;
+//! assert_eq!(spans[0].name, "GET");
+//! assert_eq!(spans[0].span_context.trace_id().to_string(), trace_id);
+//! assert_eq!(spans[0].status, opentelemetry::trace::Status::error(""));
+//! # Ok(())
+//! # }
+//! ```
+
+mod future;
+mod layer;
+mod propagate;
+mod scope;
+mod service;
+pub mod telemetry;
+mod traceparent;
+
+pub use future::ResponseFuture;
+pub use layer::{DEFAULT_LOG_EXCLUDED, TraceLayer, X_TRACE_ID};
+pub use propagate::{Propagate, PropagateFuture, PropagateLayer, X_REQUEST_ID};
+pub use scope::current_request_id;
+pub use service::Trace;
+pub use traceparent::{TRACEPARENT, TRACESTATE, is_valid_traceparent};
+
+#[cfg(test)]
+mod tests;

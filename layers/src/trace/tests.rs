@@ -1,0 +1,507 @@
+use std::{
+    convert::Infallible,
+    io,
+    sync::{Arc, Mutex},
+};
+
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use opentelemetry::{
+    global,
+    trace::{SpanKind, Status, TracerProvider as _},
+};
+use opentelemetry_sdk::{
+    propagation::TraceContextPropagator,
+    trace::{InMemorySpanExporter, SdkTracerProvider, SpanData},
+};
+use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+use tracing_subscriber::layer::SubscriberExt;
+
+use super::*;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+fn valid_traceparent() -> String {
+    format!("00-{TRACE_ID}-{PARENT_ID}-01")
+}
+
+/// A capture of everything logged, as JSON lines.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Installs (for this thread) the OpenTelemetry tracing layer over an in-memory exporter, and
+/// the W3C propagator.
+fn otel() -> (
+    InMemorySpanExporter,
+    Capture,
+    tracing::subscriber::DefaultGuard,
+) {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+        .with(telemetry::json::IdsLayer::default())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .event_format(telemetry::json::JsonFormat)
+                .with_writer(capture.clone()),
+        );
+    (
+        exporter,
+        capture,
+        tracing::subscriber::set_default(subscriber),
+    )
+}
+
+fn attr(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.as_str().into_owned())
+}
+
+fn server_spans(exporter: &InMemorySpanExporter) -> Vec<SpanData> {
+    exporter
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.span_kind == SpanKind::Server)
+        .collect()
+}
+
+async fn ok(_req: Request<()>) -> Result<Response<String>, Infallible> {
+    tracing::info!("inside the handler");
+    Ok(Response::new("ok".to_owned()))
+}
+
+fn status(
+    code: u16,
+) -> impl Fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>> + Clone {
+    move |_req| {
+        let mut res = Response::new(String::new());
+        *res.status_mut() = StatusCode::from_u16(code).unwrap();
+        std::future::ready(Ok(res))
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_valid_traceparent_is_continued_with_a_server_span() {
+    let (exporter, _capture, _guard) = otel();
+    let svc = TraceLayer::new().layer(service_fn(ok));
+    let req = Request::post("http://api.example.com/orders?x=1")
+        .header("traceparent", valid_traceparent())
+        .header("tracestate", "vendor=abc")
+        .header("user-agent", "curl/8.5")
+        .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-trace-id"], TRACE_ID);
+
+    let spans = server_spans(&exporter);
+    assert_eq!(spans.len(), 1);
+    let span = &spans[0];
+    assert_eq!(span.name, "POST");
+    assert_eq!(span.span_context.trace_id().to_string(), TRACE_ID);
+    assert_eq!(span.parent_span_id.to_string(), PARENT_ID);
+    assert_eq!(span.span_context.trace_state().header(), "vendor=abc");
+    assert_eq!(span.status, Status::Unset);
+    assert_eq!(attr(span, "http.request.method").as_deref(), Some("POST"));
+    assert_eq!(attr(span, "url.path").as_deref(), Some("/orders"));
+    assert_eq!(attr(span, "url.scheme").as_deref(), Some("http"));
+    assert_eq!(
+        attr(span, "server.address").as_deref(),
+        Some("api.example.com")
+    );
+    assert_eq!(attr(span, "client.address").as_deref(), Some("203.0.113.9"));
+    assert_eq!(
+        attr(span, "user_agent.original").as_deref(),
+        Some("curl/8.5")
+    );
+    assert_eq!(
+        attr(span, "network.protocol.version").as_deref(),
+        Some("1.1")
+    );
+    assert_eq!(
+        attr(span, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(attr(span, "error.type"), None);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn invalid_traceparents_start_new_traces_and_drop_tracestate() {
+    let (exporter, _capture, _guard) = otel();
+    let invalid = [
+        format!("ff-{TRACE_ID}-{PARENT_ID}-01"),
+        format!("00-{}-{PARENT_ID}-01", "0".repeat(32)),
+        format!("00-{TRACE_ID}-{}-01", "0".repeat(16)),
+        format!("00-{}-{PARENT_ID}-01", TRACE_ID.to_uppercase()),
+        format!("00-{TRACE_ID}-{PARENT_ID}-0x"),
+        format!("00-{}-{PARENT_ID}-01", &TRACE_ID[..31]),
+        format!("00-{TRACE_ID}0-{PARENT_ID}-01"),
+        format!("00-{TRACE_ID}-{PARENT_ID}-01-extra"),
+        "00-abc-def-01".to_owned(),
+        "garbage".to_owned(),
+    ];
+    for value in &invalid {
+        let svc = TraceLayer::new().layer(service_fn(ok));
+        let req = Request::get("/")
+            .header("traceparent", value)
+            .header("tracestate", "vendor=abc")
+            .body(())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        let header = res.headers()["x-trace-id"].to_str().unwrap().to_owned();
+        let span = server_spans(&exporter).pop().unwrap();
+        exporter.reset();
+        assert_eq!(span.span_context.trace_id().to_string(), header, "{value}");
+        assert_ne!(header, TRACE_ID, "{value} was continued");
+        assert!(!header.contains("abc"), "{value}");
+        assert_eq!(
+            span.parent_span_id,
+            opentelemetry::trace::SpanId::INVALID,
+            "{value} became a parent"
+        );
+        assert_eq!(span.span_context.trace_state().header(), "", "{value}");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_repeated_traceparent_starts_a_new_trace() {
+    let (exporter, _capture, _guard) = otel();
+    let svc = TraceLayer::new().layer(service_fn(ok));
+    let mut req = Request::new(());
+    let value = HeaderValue::from_str(&valid_traceparent()).unwrap();
+    req.headers_mut().append("traceparent", value.clone());
+    req.headers_mut().append("traceparent", value);
+    svc.oneshot(req).await.unwrap();
+    let span = server_spans(&exporter).pop().unwrap();
+    assert_ne!(span.span_context.trace_id().to_string(), TRACE_ID);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_untrusted_edge_starts_a_new_trace_and_links_the_incoming_one() {
+    let (exporter, _capture, _guard) = otel();
+    let svc = TraceLayer::new().untrusted_edge(true).layer(service_fn(ok));
+    let req = Request::get("/")
+        .header("traceparent", valid_traceparent())
+        .body(())
+        .unwrap();
+    svc.oneshot(req).await.unwrap();
+    let span = server_spans(&exporter).pop().unwrap();
+    assert_ne!(span.span_context.trace_id().to_string(), TRACE_ID);
+    assert_eq!(span.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+    let links: Vec<_> = span.links.iter().collect();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].span_context.trace_id().to_string(), TRACE_ID);
+    assert_eq!(links[0].span_context.span_id().to_string(), PARENT_ID);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn status_is_error_for_5xx_and_inner_errors_only() {
+    let (exporter, _capture, _guard) = otel();
+    for (code, expected_error) in [
+        (200, false),
+        (404, false),
+        (429, false),
+        (500, true),
+        (503, true),
+    ] {
+        let svc = TraceLayer::new().layer(service_fn(status(code)));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status().as_u16(), code);
+        let span = server_spans(&exporter).pop().unwrap();
+        exporter.reset();
+        if expected_error {
+            assert!(matches!(span.status, Status::Error { .. }), "{code}");
+            assert_eq!(attr(&span, "error.type"), Some(code.to_string()));
+        } else {
+            assert_eq!(span.status, Status::Unset, "{code}");
+            assert_eq!(attr(&span, "error.type"), None, "{code}");
+        }
+        assert_eq!(
+            attr(&span, "http.response.status_code"),
+            Some(code.to_string())
+        );
+    }
+
+    let svc = TraceLayer::new().layer(service_fn(|_req: Request<()>| async {
+        Err::<Response<String>, io::Error>(io::Error::other("backend gone"))
+    }));
+    assert!(svc.oneshot(Request::new(())).await.is_err());
+    let span = server_spans(&exporter).pop().unwrap();
+    assert!(matches!(span.status, Status::Error { .. }));
+    assert_eq!(
+        attr(&span, "error.type").as_deref(),
+        Some("std::io::error::Error")
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_span_is_named_after_the_axum_route_template() {
+    let (exporter, _capture, _guard) = otel();
+    let app = axum::Router::new()
+        .route("/users/{id}", axum::routing::get(|| async { "user" }))
+        .layer(TraceLayer::new());
+    let res = app
+        .oneshot(
+            Request::get("/users/42")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let span = server_spans(&exporter).pop().unwrap();
+    assert_eq!(span.name, "GET /users/{id}");
+    assert_eq!(attr(&span, "http.route").as_deref(), Some("/users/{id}"));
+    assert_eq!(attr(&span, "url.path").as_deref(), Some("/users/42"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_non_standard_method_is_named_http_and_recorded_as_other() {
+    let (exporter, _capture, _guard) = otel();
+    let svc = TraceLayer::new().layer(service_fn(ok));
+    let req = Request::builder()
+        .method(http::Method::from_bytes(b"PURGE").unwrap())
+        .body(())
+        .unwrap();
+    svc.oneshot(req).await.unwrap();
+    let span = server_spans(&exporter).pop().unwrap();
+    assert_eq!(span.name, "HTTP");
+    assert_eq!(
+        attr(&span, "http.request.method").as_deref(),
+        Some("_OTHER")
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_trace_id_header_can_be_renamed_or_turned_off() {
+    let (_exporter, _capture, _guard) = otel();
+    let name = HeaderName::from_static("trace-id");
+    let svc = TraceLayer::new()
+        .trace_id_header(Some(name.clone()))
+        .layer(service_fn(ok));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(res.headers()[&name].len(), 32);
+    assert!(res.headers().get(X_TRACE_ID).is_none());
+
+    let svc = TraceLayer::new()
+        .trace_id_header(None)
+        .layer(service_fn(ok));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    assert!(res.headers().get(X_TRACE_ID).is_none());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_a_subscriber_the_layer_adds_nothing() {
+    let svc = TraceLayer::new().layer(service_fn(ok));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get(X_TRACE_ID).is_none());
+    assert_eq!(res.body(), "ok");
+}
+
+#[cfg(feature = "request-id")]
+#[tokio::test(flavor = "current_thread")]
+async fn log_lines_carry_request_trace_and_span_ids_matching_the_span() {
+    use crate::request_id::RequestIdLayer;
+
+    let (exporter, capture, _guard) = otel();
+    let svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::new().span(false))
+        .layer(TraceLayer::new())
+        .service(service_fn(ok));
+    let req = Request::get("/orders")
+        .header("x-request-id", "req-77")
+        .header("traceparent", valid_traceparent())
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "req-77");
+
+    let span = server_spans(&exporter).pop().unwrap();
+    assert_eq!(attr(&span, "request_id").as_deref(), Some("req-77"));
+    let span_id = span.span_context.span_id().to_string();
+
+    let lines = capture.lines();
+    let handler = lines
+        .iter()
+        .find(|l| l["message"] == "inside the handler")
+        .expect("the handler's line");
+    assert_eq!(handler["request_id"], "req-77");
+    assert_eq!(handler["trace_id"], TRACE_ID);
+    assert_eq!(handler["span_id"], span_id.as_str());
+
+    let request_line = lines
+        .iter()
+        .find(|l| l["message"] == "request completed")
+        .expect("the request log line");
+    assert_eq!(request_line["level"], "INFO");
+    assert_eq!(request_line["target"], "covet::trace::request");
+    assert_eq!(request_line["method"], "GET");
+    assert_eq!(request_line["status"], 200);
+    assert_eq!(request_line["bytes"], 2);
+    assert_eq!(request_line["request_id"], "req-77");
+    assert_eq!(request_line["trace_id"], TRACE_ID);
+    assert!(request_line["latency_ms"].as_f64().unwrap() >= 0.0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn probes_are_left_out_of_the_request_log_but_still_traced() {
+    let (exporter, capture, _guard) = otel();
+    let svc = TraceLayer::new().layer(service_fn(ok));
+    for path in ["/health/ready", "/metrics", "/users"] {
+        svc.clone()
+            .oneshot(Request::get(path).body(()).unwrap())
+            .await
+            .unwrap();
+    }
+    let logged: Vec<_> = capture
+        .lines()
+        .into_iter()
+        .filter(|l| l["message"] == "request completed")
+        .map(|l| l["trace_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(logged.len(), 1);
+    let spans = server_spans(&exporter);
+    assert_eq!(spans.len(), 3);
+    assert_eq!(attr(&spans[2], "url.path").as_deref(), Some("/users"));
+    assert_eq!(spans[2].span_context.trace_id().to_string(), logged[0]);
+
+    let svc = TraceLayer::new()
+        .log_excluded_paths(["/users"])
+        .layer(service_fn(ok));
+    svc.oneshot(Request::get("/health").body(()).unwrap())
+        .await
+        .unwrap();
+    let count = capture
+        .lines()
+        .iter()
+        .filter(|l| l["message"] == "request completed")
+        .count();
+    assert_eq!(count, 2, "/health is logged once its exclusion is replaced");
+}
+
+#[cfg(feature = "request-id")]
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_call_inside_a_handler_carries_the_server_trace_and_request_id() {
+    use crate::request_id::RequestIdLayer;
+
+    let (exporter, _capture, _guard) = otel();
+    // The downstream service echoes the headers it got.
+    let downstream = ServiceBuilder::new()
+        .layer(PropagateLayer::new())
+        .service(service_fn(|req: Request<()>| async move {
+            let mut res = Response::new(());
+            *res.headers_mut() = req.headers().clone();
+            Ok::<_, Infallible>(res)
+        }));
+    let svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::new().span(false))
+        .layer(TraceLayer::new())
+        .service(service_fn(move |_req: Request<()>| {
+            let downstream = downstream.clone();
+            async move {
+                let res = downstream
+                    .oneshot(
+                        Request::get("http://inventory:8080/stock")
+                            .body(())
+                            .unwrap(),
+                    )
+                    .await?;
+                let seen = format!(
+                    "{}|{}",
+                    res.headers()["traceparent"].to_str().unwrap(),
+                    res.headers()["x-request-id"].to_str().unwrap()
+                );
+                Ok::<_, Infallible>(Response::new(seen))
+            }
+        }));
+    let req = Request::get("/checkout")
+        .header("x-request-id", "req-9")
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let trace_id = res.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    let (traceparent, request_id) = res.body().split_once('|').unwrap();
+    assert_eq!(request_id, "req-9");
+    assert!(
+        is_valid_traceparent(traceparent.as_bytes()),
+        "{traceparent}"
+    );
+    assert_eq!(&traceparent[3..35], trace_id);
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let client = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .unwrap();
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap();
+    // The downstream's parent is the client span, itself a child of the server span.
+    assert_eq!(
+        &traceparent[36..52],
+        client.span_context.span_id().to_string()
+    );
+    assert_eq!(client.parent_span_id, server.span_context.span_id());
+    assert_eq!(client.name, "GET");
+    assert_eq!(attr(client, "server.address").as_deref(), Some("inventory"));
+    assert_eq!(attr(client, "server.port").as_deref(), Some("8080"));
+    assert_eq!(
+        attr(client, "url.full").as_deref(),
+        Some("http://inventory:8080/stock")
+    );
+    assert_eq!(
+        attr(client, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_4xx_is_an_error_on_the_client_span() {
+    let (exporter, _capture, _guard) = otel();
+    let client = PropagateLayer::new().layer(service_fn(status(404)));
+    client
+        .oneshot(Request::get("http://127.0.0.1:1/x").body(()).unwrap())
+        .await
+        .unwrap();
+    let span = exporter.get_finished_spans().unwrap().pop().unwrap();
+    assert_eq!(span.span_kind, SpanKind::Client);
+    assert!(matches!(span.status, Status::Error { .. }));
+    assert_eq!(attr(&span, "error.type").as_deref(), Some("404"));
+}

@@ -1,0 +1,44 @@
+//! An instrumented bb8-postgres pool: pool metrics, statement metrics and CLIENT spans.
+//!
+//! # Example
+//!
+//! ```
+//! use covet_pools::PgPool;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let url = std::env::var("DATABASE_URL")
+//! #     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+//! let registry = prometheus::Registry::new();
+//! let pool = PgPool::builder(url).pool_name("primary").build(&registry).await?;
+//!
+//! // Several statements on one connection, one of them in a transaction.
+//! let mut conn = pool.get().await?;
+//! conn.execute("CREATE TEMP TABLE items (id int)", &[]).await?;
+//! let mut tx = conn.transaction().await?;
+//! let inserted = tx.execute("INSERT INTO items VALUES (1), (2)", &[]).await?;
+//! tx.commit().await?;
+//! assert_eq!(inserted, 2);
+//!
+//! // A failed statement keeps its SQLSTATE.
+//! let err = conn.execute("SELECT * FROM no_such_table", &[]).await.unwrap_err();
+//! assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE));
+//! drop(conn);
+//!
+//! let families = registry.gather();
+//! let transactions = families.iter().find(|f| f.name() == "db_transactions_total").unwrap();
+//! assert_eq!(transactions.get_metric()[0].get_counter().get_value(), 1.0);
+//! # Ok(())
+//! # }
+//! ```
+mod connection;
+mod metrics;
+mod pool;
+mod sql;
+
+pub use connection::{PgConnection, PgTransaction};
+pub use metrics::{ROWS_BUCKETS, TRANSACTION_DURATION_BUCKETS};
+pub use pool::{
+    DEFAULT_SLOW_QUERY_THRESHOLD, DEFAULT_STATEMENT_CACHE_CAPACITY, PgPool, PgPoolBuilder,
+};
+pub use tokio_postgres;
