@@ -106,12 +106,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 impl Config {
     /// The PostgreSQL URL, if one is set and not empty.
     pub fn database_url(&self) -> Option<&str> {
-        self.database_url.as_deref().filter(|url| !url.trim().is_empty())
+        self.database_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
     }
 
     /// The Redis URL, if one is set and not empty.
     pub fn redis_url(&self) -> Option<&str> {
-        self.redis_url.as_deref().filter(|url| !url.trim().is_empty())
+        self.redis_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
     }
 
     /// Checks what clap cannot: combinations of flags. The message names the setting.

@@ -281,3 +281,44 @@ fn log_lines_carry_the_request_trace_and_span_ids() {
     assert_eq!(line["trace_id"], trace_id.as_str(), "{line}");
     assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
 }
+
+/// What a new user runs (the README's `cargo run -p covet-server`): no flags, no services.
+#[test]
+fn runs_on_its_embedded_default_ports() {
+    use std::{
+        net::TcpStream,
+        process::Stdio,
+        thread,
+        time::{Duration, Instant},
+    };
+    for port in [8080, 9090] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "127.0.0.1:{port} is taken by another process; stop it to run this test"
+        );
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_covet-server"))
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let api: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let admin: std::net::SocketAddr = "127.0.0.1:9090".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(api).is_err() || TcpStream::connect(admin).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the default ports never answered"
+        );
+        thread::sleep(Duration::from_millis(25));
+    }
+    let hello = get(api, "/api/hello");
+    let live = get(admin, "/health/live");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(hello.status, 200);
+    assert_eq!(hello.json()["message"], "hello from covet");
+    assert_eq!(live.status, 200);
+}

@@ -21,7 +21,8 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn require(name: &str, url: &str, port: u16) {
+/// The `host:port` of a service URL; panics with a clear message when nothing answers there.
+fn require(name: &str, url: &str, port: u16) -> String {
     let host = url
         .rsplit('@')
         .next()
@@ -42,6 +43,7 @@ fn require(name: &str, url: &str, port: u16) {
             "{name} is not reachable at {addr}: start it (scripts/services.sh) or set the URL variable. These tests never skip."
         );
     }
+    addr
 }
 
 /// Polls `path` on the admin port until it answers `status`.
@@ -258,4 +260,47 @@ fn two_replicas_share_one_rate_limit_through_redis() {
     )
     .unwrap();
     assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+/// Forwards every connection accepted on `listener` to `upstream`, on threads, until the test
+/// process ends.
+fn forward(listener: std::net::TcpListener, upstream: String) {
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn readiness_and_start_up_recover_when_postgres_appears() {
+    let db = database_url();
+    let upstream = require("PostgreSQL", &db, 5432);
+    // The server is pointed at a port where PostgreSQL is not yet reachable.
+    let gate = support::free_addr();
+    let through_gate = format!("postgres://postgres@{gate}/postgres");
+    let server = Server::start(&["--database-url", &through_gate], &[]);
+    wait_for(&server, "/health/ready", 503);
+    assert_eq!(get(server.admin, "/health/startup").status, 503);
+    assert_eq!(get(server.api, "/api/notes").status, 503);
+
+    // PostgreSQL "appears": the port starts forwarding to the real server.
+    let listener = std::net::TcpListener::bind(gate).expect("the reserved port is still free");
+    forward(listener, upstream);
+    wait_for(&server, "/health/startup", 200);
+    let ready = wait_for(&server, "/health/ready", 200);
+    assert_eq!(ready.json()["status"], "UP");
+    assert_eq!(get(server.api, "/api/notes").status, 200);
 }
