@@ -87,7 +87,7 @@ fn otel_subscriber(
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(LevelFilter::INFO)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+        .with(covet::telemetry::otel_layer(provider.tracer("bench")));
     (subscriber, provider)
 }
 

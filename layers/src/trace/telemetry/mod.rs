@@ -419,6 +419,23 @@ fn build_exporter(
     Ok(exporter)
 }
 
+/// The `tracing-opentelemetry` layer as [`init`] configures it, for a subscriber assembled by
+/// hand (tests, benchmarks): busy/idle timing (two clock reads per poll), thread and
+/// source-location attributes are off — they are not part of the HTTP semantic conventions and
+/// cost time on every request.
+pub fn otel_layer<S, T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<S, T>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    T: opentelemetry::trace::Tracer + 'static,
+    T::Span: Send + Sync,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+}
+
 /// Installs logs, the OTLP exporter and the W3C propagator. See the [module docs](self).
 pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     let (filter_text, source_name) = match (&config.filter, env("RUST_LOG")) {
@@ -488,7 +505,7 @@ pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     };
     let subscriber = Registry::default()
         .with(filter)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(otel_layer(tracer))
         .with(json::IdsLayer::default())
         .with(json)
         .with(pretty);
