@@ -37,6 +37,11 @@ pub struct Config {
     #[arg(long, env = "COVET_RATE_LIMIT_STORE", value_enum, default_value_t = RateLimitStore::Memory)]
     pub rate_limit_store: RateLimitStore,
 
+    /// The most client keys the in-memory rate limiter holds at once (`--rate-limit-store
+    /// memory`); past it, keys whose bucket refilled are evicted and new clients wait (429).
+    #[arg(long, env = "COVET_RATE_LIMIT_MAX_KEYS", default_value_t = covet_layers::rate_limit::store::memory::DEFAULT_MAX_KEYS)]
+    pub rate_limit_max_keys: usize,
+
     /// Proxies whose `X-Forwarded-For` / `Forwarded` entries are trusted (comma-separated CIDRs).
     #[arg(long, env = "COVET_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
@@ -56,6 +61,11 @@ pub struct Config {
     /// How long in-flight requests may take once accepting stops (e.g. `30s`).
     #[arg(long, env = "COVET_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// How long a client may take to send a request head before its connection is closed
+    /// (slow-loris protection; e.g. `30s`).
+    #[arg(long, env = "COVET_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
 
     /// A one-shot command instead of serving.
     #[command(subcommand)]
@@ -128,6 +138,16 @@ impl Config {
         {
             return Err("--api-token (COVET_API_TOKEN) must not be empty".into());
         }
+        if self.rate_limit_max_keys == 0 {
+            return Err(
+                "--rate-limit-max-keys (COVET_RATE_LIMIT_MAX_KEYS) must be at least 1".into(),
+            );
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err(
+                "--header-read-timeout (COVET_HEADER_READ_TIMEOUT) must be longer than 0".into(),
+            );
+        }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err(format!(
                 "--listen and --admin-listen are both {}; the admin port must differ",
@@ -150,6 +170,8 @@ mod tests {
         assert_eq!(config.pre_stop_delay, Duration::from_secs(5));
         assert_eq!(config.drain_timeout, Duration::from_secs(30));
         assert_eq!(config.rate_limit_store, RateLimitStore::Memory);
+        assert_eq!(config.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(config.rate_limit_max_keys, 2_000_000);
         // The URLs come from the environment when set there (the test suite sets them).
         assert_eq!(config.database_url, std::env::var("DATABASE_URL").ok());
         assert_eq!(config.redis_url, std::env::var("REDIS_URL").ok());
@@ -194,5 +216,21 @@ mod tests {
         ])
         .unwrap();
         assert!(config.validate().unwrap_err().contains("--admin-listen"));
+        let config =
+            Config::try_parse_from(["covet-server", "--header-read-timeout", "0"]).unwrap();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("--header-read-timeout")
+        );
+        let config =
+            Config::try_parse_from(["covet-server", "--rate-limit-max-keys", "0"]).unwrap();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("--rate-limit-max-keys")
+        );
     }
 }

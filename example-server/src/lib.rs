@@ -30,7 +30,7 @@ use covet_layers::{
     rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore},
     request_id::{RequestId, RequestIdLayer},
     security_headers::SecurityHeadersLayer,
-    shutdown::{DrainLayer, Shutdown, ShutdownReport, serve},
+    shutdown::{DrainLayer, ServeOptions, Shutdown, ShutdownReport, serve_with},
     trace::TraceLayer,
 };
 use prometheus::Registry;
@@ -86,6 +86,7 @@ pub struct Server {
     health: HealthRegistry,
     registry: Registry,
     notes: Notes,
+    serve_options: ServeOptions,
 }
 
 impl Server {
@@ -198,6 +199,7 @@ impl Server {
             health,
             registry,
             notes,
+            serve_options: ServeOptions::default().header_read_timeout(config.header_read_timeout),
         })
     }
 
@@ -248,16 +250,26 @@ impl Server {
             admin = %self.admin.local_addr().map_err(ServerError::Serve)?,
             "covet-server listening"
         );
-        let api = serve(self.api, self.api_router, &self.shutdown);
-        let admin = serve(self.admin, self.admin_router, &self.shutdown);
+        let api = serve_with(
+            self.api,
+            self.api_router,
+            &self.shutdown,
+            self.serve_options.clone(),
+        );
+        let admin = serve_with(
+            self.admin,
+            self.admin_router,
+            &self.shutdown,
+            self.serve_options,
+        );
         tokio::try_join!(api, admin).map_err(ServerError::Serve)?;
         Ok(self.shutdown.finish().await)
     }
 }
 
-/// The rate limiter from `--rate-limit`, `--rate-limit-burst`, `--rate-limit-store` and
-/// `--trusted-proxies`: one bucket per client IP (the rightmost untrusted forwarding entry
-/// behind trusted proxies, else the peer address).
+/// The rate limiter from `--rate-limit`, `--rate-limit-burst`, `--rate-limit-store`,
+/// `--rate-limit-max-keys` and `--trusted-proxies`: one bucket per client IP (the rightmost
+/// untrusted forwarding entry behind trusted proxies, else the peer address).
 fn rate_limit_layer(
     config: &Config,
     registry: &Registry,
@@ -299,7 +311,11 @@ fn rate_limit_layer(
                 .build();
             builder.store(store)
         }
-        _ => builder.store(MemoryStore::new()),
+        _ => builder.store(
+            MemoryStore::builder()
+                .max_keys(config.rate_limit_max_keys)
+                .build(),
+        ),
     };
     builder
         .build(registry)

@@ -235,7 +235,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether `Accept` prefers `application/health+json` (ties go to it).
-fn wants_health_json(headers: &HeaderMap) -> bool {
+///
+/// Public only for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub fn wants_health_json(headers: &HeaderMap) -> bool {
     let mut health: Option<f32> = None;
     let mut json: f32 = 0.0;
     for value in headers.get_all(ACCEPT) {

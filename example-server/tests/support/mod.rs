@@ -203,3 +203,132 @@ pub fn parse(raw: &[u8]) -> Option<Reply> {
         body: body.to_owned(),
     })
 }
+
+/// Resident memory of a process in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line")
+}
+
+/// Open file descriptors of a process (entries of `/proc/<pid>/fd`).
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc fd")
+        .count()
+}
+
+/// The samples of metric `name` in a Prometheus text exposition: `(labels, value)`, labels as
+/// written between the braces (empty when there are none).
+pub fn samples(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(rest) => {
+                    let (labels, value) = rest.rsplit_once('}')?;
+                    (labels.to_owned(), value)
+                }
+                None if rest.starts_with(' ') => (String::new(), rest),
+                None => return None,
+            };
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of the one sample of `name` whose labels contain every one of `labels`.
+pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    samples(text, name)
+        .into_iter()
+        .find(|(l, _)| labels.iter().all(|want| l.contains(want)))
+        .map(|(_, v)| v)
+}
+
+/// An HTTP/1.1 keep-alive connection that sends requests and reads `Content-Length` or chunked
+/// replies one after another.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Writes raw request bytes (one or several pipelined requests).
+    pub fn send(&mut self, raw: &[u8]) -> std::io::Result<()> {
+        self.reader.get_mut().write_all(raw)
+    }
+
+    /// Reads one reply; an error when the server closed the connection first.
+    pub fn read_reply(&mut self) -> std::io::Result<Reply> {
+        let bad = |what: &str| std::io::Error::other(what.to_owned());
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("not a status line"))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let (n, v) = l.split_once(':').ok_or_else(|| bad("bad header"))?;
+            headers.push((n.trim().to_owned(), v.trim().to_owned()));
+        }
+        let mut reply = Reply {
+            status,
+            headers,
+            body: String::new(),
+        };
+        let mut body = Vec::new();
+        if reply
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim(), 16).map_err(|_| bad("chunk"))?;
+                let mut chunk = vec![0u8; size + 2];
+                self.reader.read_exact(&mut chunk)?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else {
+            let length: usize = reply
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            body.resize(length, 0);
+            self.reader.read_exact(&mut body)?;
+        }
+        reply.body = String::from_utf8_lossy(&body).into_owned();
+        Ok(reply)
+    }
+
+    /// Sends one request and reads its reply.
+    pub fn round_trip(&mut self, raw: &[u8]) -> std::io::Result<Reply> {
+        self.send(raw)?;
+        self.read_reply()
+    }
+}
