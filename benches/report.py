@@ -36,6 +36,21 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}; {rustc}"
 
 
+def side_files(root: Path) -> str:
+    """Renders each `*.json` a bench wrote beside criterion's results (numbers criterion does not
+    record, such as percentiles) as its own table: {"title", "note", "rows": [{"name", "value"}]}."""
+    text = ""
+    for path in sorted(root.glob("*.json")):
+        with open(path) as f:
+            side = json.load(f)
+        text += f"\n### {side['title']}\n\n"
+        if side.get("note"):
+            text += side["note"] + f" (from `{path.name}`)\n\n"
+        text += "| | value |\n|---|---:|\n"
+        text += "".join(f"| {row['name']} | {row['value']} |\n" for row in side["rows"])
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", default="target/criterion")
@@ -71,9 +86,16 @@ Absolute times drift between runs on a shared machine; compare rows within one r
 | group | variant | mean | added over baseline |
 |---|---|---:|---:|
 """ + "\n".join(rows) + "\n"
+    text += side_files(root)
+    load = Path("benches/LOAD.md")  # written by benches/load.sh
+    if load.exists():
+        text += "\n" + load.read_text()
     extra = Path("benches/NOTES.md")
     if extra.exists():
         text += "\n" + extra.read_text()
+    soak = Path("benches/SOAK.md")  # written by scripts/soak.sh
+    if soak.exists():
+        text += "\n" + soak.read_text()
     Path(args.out).write_text(text)
     print(f"wrote {args.out} ({len(rows)} rows)")
 

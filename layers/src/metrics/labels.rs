@@ -195,10 +195,25 @@ impl UserAgentClass {
         if user_agent.is_empty() {
             return UserAgentClass::Other;
         }
-        if BOT
-            .iter()
-            .any(|marker| contains_ignore_case(user_agent, marker))
-        {
+        // One pass over the value: only bytes that start a marker (case-insensitively) are
+        // compared further.
+        const STARTS_MARKER: [bool; 256] = {
+            let mut table = [false; 256];
+            let mut i = 0;
+            while i < BOT.len() {
+                table[BOT[i][0] as usize] = true;
+                table[BOT[i][0].to_ascii_uppercase() as usize] = true;
+                i += 1;
+            }
+            table
+        };
+        let is_bot = user_agent.iter().enumerate().any(|(i, &b)| {
+            STARTS_MARKER[b as usize]
+                && BOT
+                    .iter()
+                    .any(|marker| starts_with_ignore_case(&user_agent[i..], marker))
+        });
+        if is_bot {
             return UserAgentClass::Bot;
         }
         if starts_with_ignore_case(user_agent, b"mozilla/") {
@@ -217,22 +232,6 @@ impl UserAgentClass {
 #[inline]
 fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
     haystack.len() >= prefix.len() && haystack[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// Case-insensitive substring search; `needle` is lower-case ASCII.
-#[inline]
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    let first = needle[0];
-    let first_upper = first.to_ascii_uppercase();
-    let last_start = match haystack.len().checked_sub(needle.len()) {
-        Some(n) => n,
-        None => return false,
-    };
-    haystack[..=last_start]
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == first || b == first_upper)
-        .any(|(i, _)| haystack[i..i + needle.len()].eq_ignore_ascii_case(needle))
 }
 
 #[cfg(test)]
