@@ -23,6 +23,30 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// `get_ref`, `get_mut` and `into_inner` for a service struct whose inner service is the field
+/// `inner: S`, with the same docs on every covet service.
+#[allow(unused_macros)] // every service that uses it sits behind a feature
+macro_rules! inner_service_accessors {
+    () => {
+        /// Gets a reference to the inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// Gets a mutable reference to the inner service.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Consumes `self`, returning the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use inner_service_accessors;
+
 #[cfg(feature = "request-id")]
 #[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
 pub mod request_id;

@@ -31,20 +31,7 @@ impl<S, K> RateLimit<S, K> {
         Self { inner, shared, key }
     }
 
-    /// Gets a reference to the inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Gets a mutable reference to the inner service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_service_accessors!();
 }
 
 impl<S, K, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for RateLimit<S, K>
