@@ -128,7 +128,7 @@ fn request_id(c: &mut Criterion) {
     let mut group = c.benchmark_group("request_id");
     let mut bare = service_fn(handler);
     group.bench_function("baseline", |b| b.iter(|| run(&mut bare)));
-    let mut covet = RequestIdLayer::new().span(false).layer(service_fn(handler));
+    let mut covet = RequestIdLayer::new().layer(service_fn(handler));
     group.bench_function("covet", |b| b.iter(|| run(&mut covet)));
     let x_request_id = HeaderName::from_static("x-request-id");
     let mut peer = ServiceBuilder::new()
@@ -227,7 +227,7 @@ fn full_stack(c: &mut Criterion) {
     // The reference server's order (example-server/src/lib.rs), without the drain layer.
     let registry = prometheus::Registry::new();
     let mut covet = ServiceBuilder::new()
-        .layer(RequestIdLayer::new().span(false))
+        .layer(RequestIdLayer::new())
         .layer(TraceLayer::new())
         .layer(
             MetricsLayer::builder()

@@ -7,7 +7,7 @@
 //!
 //! - `bare`: the axum `Router` alone;
 //! - `covet`: the covet stack in the reference server's order, in one `ServiceBuilder`: request
-//!   id (`.span(false)`), trace, metrics, rate limit (memory, per client IP, a quota never
+//!   id, trace, metrics, rate limit (memory, per client IP, a quota never
 //!   reached), security headers;
 //! - `peer`: what users would otherwise pick, in one `ServiceBuilder`: tower-http
 //!   `SetRequestId` + `TraceLayer` + `PropagateRequestId`, axum-prometheus, tower_governor (per
@@ -50,7 +50,7 @@ fn covet(registry: &prometheus::Registry) -> Router {
     let quota = Quota::per_second(1_000_000_000).burst(1_000_000_000);
     routes().layer(
         ServiceBuilder::new()
-            .layer(RequestIdLayer::new().span(false))
+            .layer(RequestIdLayer::new())
             .layer(TraceLayer::new())
             .layer(MetricsLayer::new(registry).expect("metrics layer"))
             .layer(

@@ -105,7 +105,7 @@ async fn spans_logs_and_client_calls_over_otlp_http() {
         )
         .layer(
             ServiceBuilder::new()
-                .layer(RequestIdLayer::new().span(false))
+                .layer(RequestIdLayer::new())
                 .layer(TraceLayer::new()),
         );
     let addr = serve(app).await;

@@ -176,7 +176,7 @@ impl Server {
         let api_router = api_router(state).layer(
             ServiceBuilder::new()
                 .layer(DrainLayer::new(&shutdown))
-                .layer(RequestIdLayer::new().span(false))
+                .layer(RequestIdLayer::new())
                 .layer(TraceLayer::new())
                 .layer(metrics_layer)
                 .layer(rate_limit)

@@ -3,8 +3,9 @@
 use std::{
     convert::Infallible,
     fmt::Write as _,
-    future::{Ready, ready},
+    future::Future,
     io::Write as _,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -26,6 +27,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
     proto::{MetricFamily, MetricType},
 };
+use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::MetricsError;
@@ -250,69 +252,128 @@ impl MetricsService {
     }
 
     /// Takes a place under the in-flight cap, if one is free.
-    pub(crate) fn try_reserve(&self) -> Option<InFlight<'_>> {
-        let endpoint = &*self.shared;
+    fn try_reserve(&self) -> Option<Slot> {
+        let endpoint = &self.shared;
         if endpoint.in_flight.fetch_add(1, Ordering::AcqRel) >= endpoint.max_in_flight {
             endpoint.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(InFlight(&endpoint.in_flight))
+        Some(Slot(Arc::clone(endpoint)))
     }
+}
 
-    fn respond(&self, method: &Method, headers: &http::HeaderMap) -> Response<Full<Bytes>> {
-        let endpoint = &*self.shared;
-        let Some(_slot) = self.try_reserve() else {
-            endpoint.errors.with_label_values(&["overloaded"]).inc();
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many concurrent scrapes\n",
-            )
-            .with_header(RETRY_AFTER, HeaderValue::from_static("1"));
-        };
+/// What a scrape asked for, read from its request before the encode leaves `call`.
+#[derive(Clone, Copy)]
+struct Scrape {
+    head: bool,
+    format: Format,
+    gzip: bool,
+}
+
+impl Endpoint {
+    /// Gathers, encodes and (if asked) compresses the registry: the work a place under the
+    /// in-flight cap stands for.
+    fn respond(&self, scrape: Scrape) -> Response<Full<Bytes>> {
         let start = Instant::now();
-        let header = |name| {
-            headers
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-        };
-        let format = Format::negotiate(header(ACCEPT));
-        let body = match encode(&endpoint.registry.gather(), format) {
+        let body = match encode(&self.registry.gather(), scrape.format) {
             Ok(body) => body,
             Err(err) => {
-                endpoint.errors.with_label_values(&["encode"]).inc();
                 tracing::error!(target: "covet::metrics", error = %err, "cannot encode the metrics registry");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n");
+                return self.failed();
             }
         };
-        let gzip = endpoint.gzip && accepts_gzip(header(ACCEPT_ENCODING));
-        let body = if gzip { gzip_bytes(&body) } else { body };
-        endpoint.scrapes.inc();
-        endpoint.duration.observe(start.elapsed().as_secs_f64());
-        let mut response = Response::new(Full::new(Bytes::from(if method == Method::HEAD {
-            Vec::new()
+        let body = if scrape.gzip { gzip_bytes(&body) } else { body };
+        self.scrapes.inc();
+        self.duration.observe(start.elapsed().as_secs_f64());
+        let mut response = Response::new(Full::new(if scrape.head {
+            Bytes::new()
         } else {
-            body
-        })));
+            Bytes::from(body)
+        }));
         let headers = response.headers_mut();
         headers.insert(
             CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
+            HeaderValue::from_static(scrape.format.content_type()),
         );
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(VARY, HeaderValue::from_static("accept, accept-encoding"));
-        if gzip {
+        if scrape.gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         response
     }
+
+    /// Counts a failed encode and answers 500.
+    fn failed(&self) -> Response<Full<Bytes>> {
+        self.errors.with_label_values(&["encode"]).inc();
+        plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n")
+    }
 }
 
-/// One scrape's place under the in-flight cap, given back on drop.
-pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+/// One scrape's place under the in-flight cap, given back on drop. It owns the endpoint, so it
+/// can travel with the encode to the blocking pool and outlive the request's future.
+struct Slot(Arc<Endpoint>);
 
-impl Drop for InFlight<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The response future of [`MetricsService`]: ready at once, or waiting for an encode on
+/// Tokio's blocking pool.
+pub struct ScrapeFuture {
+    state: ScrapeState,
+}
+
+enum ScrapeState {
+    Ready(Option<Response<Full<Bytes>>>),
+    Encoding {
+        task: JoinHandle<Response<Full<Bytes>>>,
+        endpoint: Arc<Endpoint>,
+    },
+}
+
+impl ScrapeFuture {
+    fn ready(response: Response<Full<Bytes>>) -> Self {
+        ScrapeFuture {
+            state: ScrapeState::Ready(Some(response)),
+        }
+    }
+}
+
+impl std::fmt::Debug for ScrapeFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            ScrapeState::Ready(_) => "ready",
+            ScrapeState::Encoding { .. } => "encoding",
+        };
+        f.debug_struct("ScrapeFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl Future for ScrapeFuture {
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Both variants are `Unpin`: a `JoinHandle` may be polled through `&mut`.
+        let this = self.get_mut();
+        match &mut this.state {
+            ScrapeState::Ready(response) => Poll::Ready(Ok(response
+                .take()
+                .expect("ScrapeFuture polled after completion"))),
+            ScrapeState::Encoding { task, endpoint } => match Pin::new(task).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(response)) => Poll::Ready(Ok(response)),
+                // A collector panicked (or the runtime is shutting down): a failed scrape.
+                Poll::Ready(Err(err)) => {
+                    tracing::error!(target: "covet::metrics", error = %err, "the metrics encode did not finish");
+                    Poll::Ready(Ok(endpoint.failed()))
+                }
+            },
+        }
     }
 }
 
@@ -351,7 +412,7 @@ fn gzip_bytes(body: &[u8]) -> Vec<u8> {
 impl<B> Service<Request<B>> for MetricsService {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Future = ScrapeFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -360,11 +421,50 @@ impl<B> Service<Request<B>> for MetricsService {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let method = req.method();
         if method != Method::GET && method != Method::HEAD {
-            let response = plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or HEAD\n")
-                .with_header(ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return ready(Ok(response));
+            return ScrapeFuture::ready(
+                plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or HEAD\n")
+                    .with_header(ALLOW, HeaderValue::from_static("GET, HEAD")),
+            );
         }
-        ready(Ok(self.respond(method, req.headers())))
+        let Some(slot) = self.try_reserve() else {
+            self.shared.errors.with_label_values(&["overloaded"]).inc();
+            return ScrapeFuture::ready(
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many concurrent scrapes\n",
+                )
+                .with_header(RETRY_AFTER, HeaderValue::from_static("1")),
+            );
+        };
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        let scrape = Scrape {
+            head: method == Method::HEAD,
+            format: Format::negotiate(header(ACCEPT)),
+            gzip: self.shared.gzip && accepts_gzip(header(ACCEPT_ENCODING)),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let task = runtime.spawn_blocking(move || {
+                    let response = slot.0.respond(scrape);
+                    drop(slot);
+                    response
+                });
+                ScrapeFuture {
+                    state: ScrapeState::Encoding {
+                        task,
+                        endpoint: Arc::clone(&self.shared),
+                    },
+                }
+            }
+            Err(_) => {
+                let response = slot.0.respond(scrape);
+                ScrapeFuture::ready(response)
+            }
+        }
     }
 }
 

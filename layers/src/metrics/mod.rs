@@ -69,7 +69,7 @@ mod service;
 pub use body::{RequestBody, ResponseBody};
 pub use endpoint::{
     DEFAULT_MAX_IN_FLIGHT, Format, MetricsService, MetricsServiceBuilder, OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE, encode,
+    ScrapeFuture, TEXT_CONTENT_TYPE, encode,
 };
 pub use error::MetricsError;
 pub use labels::{

@@ -1,6 +1,6 @@
 //! Behaviour of the HTTP metrics layer and the `/metrics` endpoint, as a scrape shows it.
 
-use std::{convert::Infallible, io::Read as _};
+use std::{convert::Infallible, io::Read as _, sync::Arc};
 
 use axum::{Router, body::Body, routing::get};
 use bytes::Bytes;
@@ -480,31 +480,108 @@ async fn the_endpoint_negotiates_format_and_compression() {
     assert_eq!(res.headers()["allow"], "GET, HEAD");
 }
 
-#[tokio::test]
+/// A collector that takes `delay` to collect, as a slow custom collector (or a huge registry)
+/// does, and counts how many collections ran at once.
+#[derive(Clone)]
+struct SlowCollector {
+    delay: std::time::Duration,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    most_at_once: Arc<std::sync::atomic::AtomicUsize>,
+    desc: Vec<prometheus::core::Desc>,
+}
+
+impl prometheus::core::Collector for SlowCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.desc.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most_at_once.fetch_max(now, SeqCst);
+        std::thread::sleep(self.delay);
+        self.running.fetch_sub(1, SeqCst);
+        Vec::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_answers_503_past_its_in_flight_cap() {
     let registry = Registry::new();
+    let slow = SlowCollector {
+        delay: std::time::Duration::from_millis(300),
+        running: Arc::default(),
+        most_at_once: Arc::default(),
+        desc: vec![
+            prometheus::core::Desc::new("slow".into(), "slow".into(), vec![], Default::default())
+                .unwrap(),
+        ],
+    };
+    registry.register(Box::new(slow.clone())).unwrap();
     let svc = MetricsService::builder()
         .max_in_flight(2)
         .build(&registry)
         .unwrap();
-    // Two scrapes are being encoded right now.
-    let _a = svc.try_reserve().unwrap();
-    let _b = svc.try_reserve().unwrap();
-    let (res, body) = scrape(&svc, Request::get("/metrics").body(()).unwrap()).await;
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(res.headers()["retry-after"], "1");
-    assert_eq!(body, b"too many concurrent scrapes\n");
-    drop(_a);
+
+    // Twelve scrapes at once, each on its own task: two are encoded, ten are turned away at
+    // once, and the runtime's two workers stay free while the encodes sleep in the collector.
+    let scrapes: Vec<_> = (0..12)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(
+                async move { scrape(&svc, Request::get("/metrics").body(()).unwrap()).await },
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for scrape in scrapes {
+        answers.push(scrape.await.unwrap());
+    }
+    let (ok, busy): (Vec<_>, Vec<_>) = answers
+        .iter()
+        .partition(|(res, _)| res.status() == StatusCode::OK);
+    assert_eq!(ok.len(), 2, "two scrapes fit under the cap");
+    assert_eq!(busy.len(), 10);
+    for (res, body) in &busy {
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(body, b"too many concurrent scrapes\n");
+    }
+    // The two encodes ran side by side on the blocking pool.
+    assert_eq!(
+        slow.most_at_once.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+
+    // A scrape whose client has gone keeps its place until its encode ends.
+    let gone = svc
+        .clone()
+        .oneshot(Request::get("/metrics").body(()).unwrap());
+    let gone = tokio::time::timeout(std::time::Duration::from_millis(50), gone).await;
+    assert!(gone.is_err(), "the encode takes 300 ms");
+    let (first, second) = tokio::join!(
+        scrape(&svc, Request::get("/metrics").body(()).unwrap()),
+        scrape(&svc, Request::get("/metrics").body(()).unwrap()),
+    );
+    let mut statuses = [first.0.status(), second.0.status()];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE],
+        "the abandoned encode still holds one of the two places"
+    );
     let (res, _) = scrape(&svc, Request::get("/metrics").body(()).unwrap()).await;
-    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.status(), StatusCode::OK, "every encode has ended");
+
     assert_eq!(
         sample(
             &registry,
             "metrics_scrape_errors_total",
             &[("reason", "overloaded")]
         ),
-        Some(1.0)
+        Some(11.0)
     );
+    assert_eq!(sample(&registry, "metrics_scrapes_total", &[]), Some(5.0));
     assert!(
         MetricsService::builder()
             .max_in_flight(0)

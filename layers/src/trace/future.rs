@@ -10,10 +10,11 @@ use std::{
 };
 
 use http::{HeaderValue, Method, Response, header::Entry};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{
+    KeyValue,
+    trace::{Status, TraceContextExt},
+};
 use pin_project_lite::pin_project;
-use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{
     layer::Config,
@@ -33,7 +34,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         pub(crate) inner: F,
-        pub(crate) span: Span,
+        pub(crate) otel: Option<opentelemetry::Context>,
         pub(crate) config: Arc<Config>,
         pub(crate) request_id: Option<HeaderValue>,
         pub(crate) log: Option<RequestLog>,
@@ -41,8 +42,7 @@ pin_project! {
 }
 
 /// Lower-case hex of a trace id, as a header value.
-fn trace_id_value(span: &Span) -> Option<HeaderValue> {
-    let cx = span.context();
+fn trace_id_value(cx: &opentelemetry::Context) -> Option<HeaderValue> {
     let otel_span = cx.span();
     let span_context = otel_span.span_context();
     if !span_context.is_valid() {
@@ -66,28 +66,43 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
         let result = {
+            let _otel = this.otel.as_ref().map(|cx| cx.clone().attach());
             let _scope = super::scope::enter(this.request_id.as_ref());
             ready!(this.inner.poll(cx))
         };
         let request_id = this.request_id.as_ref().and_then(|v| v.to_str().ok());
+        // The span ends here, not when the last clone of its context is dropped.
+        let otel = this.otel.take();
+        let otel_span = otel.as_ref().map(TraceContextExt::span);
         match result {
             Ok(mut response) => {
                 let status = response.status();
-                this.span
-                    .record("http.response.status_code", status.as_u16());
-                if status.is_server_error() {
-                    this.span.record("otel.status_code", "ERROR");
-                    this.span.record("error.type", status.as_str());
+                if let Some(otel_span) = &otel_span {
+                    if otel_span.is_recording() {
+                        otel_span.set_attribute(KeyValue::new(
+                            "http.response.status_code",
+                            i64::from(status.as_u16()),
+                        ));
+                        if status.is_server_error() {
+                            otel_span.set_status(Status::error(""));
+                            otel_span.set_attribute(KeyValue::new(
+                                "error.type",
+                                status.as_str().to_owned(),
+                            ));
+                        }
+                    }
+                    otel_span.end();
                 }
                 if let Some(header) = &this.config.trace_id_header
+                    && let Some(otel) = &otel
                     && let Entry::Vacant(entry) = response.headers_mut().entry(header)
-                    && let Some(value) = trace_id_value(this.span)
+                    && let Some(value) = trace_id_value(otel)
                 {
                     entry.insert(value);
                 }
                 if let Some(log) = this.log.take() {
+                    let _otel = otel.map(opentelemetry::Context::attach);
                     let latency_ms = log.start.elapsed().as_secs_f64() * 1e3;
                     tracing::info!(
                         target: "covet::trace::request",
@@ -104,9 +119,15 @@ where
             }
             Err(error) => {
                 let kind = std::any::type_name::<E>();
-                this.span.record("otel.status_code", "ERROR");
-                this.span.record("error.type", kind);
+                if let Some(otel_span) = &otel_span {
+                    if otel_span.is_recording() {
+                        otel_span.set_status(Status::error(""));
+                        otel_span.set_attribute(KeyValue::new("error.type", kind));
+                    }
+                    otel_span.end();
+                }
                 if let Some(log) = this.log.take() {
+                    let _otel = otel.map(opentelemetry::Context::attach);
                     let latency_ms = log.start.elapsed().as_secs_f64() * 1e3;
                     tracing::info!(
                         target: "covet::trace::request",
@@ -127,7 +148,7 @@ where
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("span", &self.span)
+            .field("otel", &self.otel)
             .finish_non_exhaustive()
     }
 }

@@ -3,9 +3,8 @@
 //!
 //! # Server spans
 //!
-//! [`TraceLayer`] opens one span per request, at `INFO` on target `covet::trace` (so a normal
-//! `info` filter keeps it and parent links hold), of kind SERVER, named `{METHOD} {route}` per
-//! the OpenTelemetry HTTP semantic conventions (`{METHOD}` without a route, `HTTP` for a
+//! [`TraceLayer`] starts one OpenTelemetry span per request, of kind SERVER, named
+//! `{METHOD} {route}` per the OpenTelemetry HTTP semantic conventions (`{METHOD}` without a route, `HTTP` for a
 //! non-standard method). The route is axum's `MatchedPath` (feature `axum`; apply the layer
 //! with `Router::layer` so routing has happened). Attributes: `http.request.method`, `url.path`,
 //! `url.scheme`, `http.route`, `http.response.status_code`, `network.protocol.version`,
@@ -27,11 +26,20 @@
 //! `covet::trace::request`) is written per request, except for `/health*` and `/metrics`
 //! (see [`TraceLayer::request_log`]).
 //!
-//! The spans become OpenTelemetry spans through `tracing-opentelemetry`, which
-//! [`telemetry::init`] installs. Without it the layer costs a disabled span and adds nothing.
+//! The span is started directly on the OpenTelemetry SDK tracer that [`telemetry::init`] (or
+//! [`telemetry::otel_layer`] in a subscriber assembled by hand) installs as a [`ServerTracer`]:
+//! the sampler decides first, and the name and attributes are made only for a span that is
+//! recorded, so an unsampled request costs a sampling decision and its ids. Samplers therefore
+//! see the method as the span name and no attributes. While the request's future is polled the
+//! span's context is the current OpenTelemetry context: `tracing` spans opened by handlers
+//! (exported through `tracing-opentelemetry`), the pools' database spans and
+//! [`PropagateLayer`]'s client spans become its children, and JSON log lines carry its
+//! `trace_id` and `span_id`. Log events are not copied into the span as span events. Without a
+//! [`ServerTracer`] in the subscriber the layer starts no span and sets no `x-trace-id`.
 //!
-//! Place it after `RequestIdLayer` (built with `.span(false)`, since this span records the id)
-//! and before the metrics layer. It works the same under axum, hyper and tonic servers.
+//! Place it after `RequestIdLayer` (whose `request` span gives every log line the request id;
+//! [`telemetry::otel_layer`] keeps that span out of the trace) and before the metrics layer.
+//! It works the same under axum, hyper and tonic servers.
 //!
 //! # Example
 //!
@@ -49,7 +57,7 @@
 //! let exporter = InMemorySpanExporter::default();
 //! let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
 //! let subscriber = tracing_subscriber::registry()
-//!     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("example")));
+//!     .with(covet_layers::trace::telemetry::otel_layer(provider.tracer("example")));
 //! let _guard = tracing::subscriber::set_default(subscriber);
 //!
 //! let service = ServiceBuilder::new()
@@ -77,6 +85,7 @@ mod scope;
 mod service;
 pub mod telemetry;
 mod traceparent;
+mod tracer;
 
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_LOG_EXCLUDED, TraceLayer, X_TRACE_ID};
@@ -84,6 +93,7 @@ pub use propagate::{Propagate, PropagateFuture, PropagateLayer, X_REQUEST_ID};
 pub use scope::current_request_id;
 pub use service::Trace;
 pub use traceparent::{TRACEPARENT, TRACESTATE, is_valid_traceparent};
+pub use tracer::ServerTracer;
 
 #[cfg(test)]
 mod tests;

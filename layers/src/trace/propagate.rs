@@ -138,7 +138,7 @@ where
             error.type = Empty,
         );
         let cx = if span.is_disabled() {
-            Span::current().context()
+            opentelemetry::Context::current()
         } else {
             span.context()
         };

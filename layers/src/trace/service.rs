@@ -11,15 +11,21 @@ use std::{
 };
 
 use http::{HeaderMap, Method, Request, Response, Version};
-use opentelemetry::{global, trace::TraceContextExt};
+use opentelemetry::{
+    KeyValue, global,
+    propagation::TextMapPropagator,
+    trace::{SpanContext, TraceContextExt},
+};
 use tower_service::Service;
-use tracing::{Span, field::Empty};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{
     future::{RequestLog, ResponseFuture},
     layer::Config,
-    traceparent::{RequestExtractor, TRACEPARENT, has_valid_traceparent},
+    traceparent::{
+        BAGGAGE_HEADER, RequestExtractor, TRACEPARENT, TRACEPARENT_HEADER, TRACESTATE,
+        TRACESTATE_HEADER, parse_traceparent, remote_span_context,
+    },
+    tracer::ServerTracer,
 };
 
 /// The service made by [`TraceLayer`](super::TraceLayer).
@@ -100,21 +106,6 @@ fn client_address(headers: &HeaderMap) -> Option<&str> {
     (!first.is_empty()).then_some(first)
 }
 
-/// The span name, formatted only when the span is recorded.
-struct SpanName<'a> {
-    method: &'static str,
-    route: Option<&'a str>,
-}
-
-impl fmt::Display for SpanName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.route {
-            Some(route) => write!(f, "{} {}", self.method, route),
-            None => f.write_str(self.method),
-        }
-    }
-}
-
 /// The route template, when a router recorded one.
 #[cfg(feature = "axum")]
 pub(crate) type Route = axum::extract::MatchedPath;
@@ -164,16 +155,26 @@ fn request_id_of<B>(req: &Request<B>) -> Option<&http::HeaderValue> {
 
 static NO_PROPAGATOR_WARNED: AtomicBool = AtomicBool::new(false);
 
-/// Makes the server span's parent from the incoming headers (or none), per the layer's rules.
-fn set_parent(span: &Span, headers: &HeaderMap, untrusted_edge: bool) {
-    let has_traceparent = headers.contains_key(TRACEPARENT);
-    if !has_traceparent && !headers.contains_key("baggage") {
+/// The server span's parent (from the incoming headers, or none) and, at an untrusted edge,
+/// the incoming context to link to instead.
+fn parent_context(
+    headers: &HeaderMap,
+    untrusted_edge: bool,
+) -> (opentelemetry::Context, Option<SpanContext>) {
+    let mut traceparents = headers.get_all(&TRACEPARENT_HEADER).iter();
+    let (first, second) = (traceparents.next(), traceparents.next());
+    let has_traceparent = first.is_some();
+    let has_baggage = headers.contains_key(&BAGGAGE_HEADER);
+    if !has_traceparent && !has_baggage {
         // Nothing to continue: a new trace, whatever span encloses this layer.
-        let _ = span.set_parent(opentelemetry::Context::new());
-        return;
+        return (opentelemetry::Context::new(), None);
     }
-    let valid = has_traceparent && has_valid_traceparent(headers);
-    if has_traceparent && !valid {
+    // Exactly one `traceparent`, and a valid one.
+    let valid = match (first, second) {
+        (Some(value), None) => parse_traceparent(value.as_bytes()),
+        _ => None,
+    };
+    if has_traceparent && valid.is_none() {
         tracing::debug!(
             target: "covet::trace",
             "invalid traceparent; starting a new trace and dropping tracestate"
@@ -181,7 +182,7 @@ fn set_parent(span: &Span, headers: &HeaderMap, untrusted_edge: bool) {
     }
     let extractor = RequestExtractor {
         headers,
-        hide_trace_context: !valid,
+        hide_trace_context: valid.is_none(),
     };
     let incoming = global::get_text_map_propagator(|propagator| {
         if propagator.fields().next().is_none()
@@ -193,17 +194,90 @@ fn set_parent(span: &Span, headers: &HeaderMap, untrusted_edge: bool) {
                  ignored; call covet's telemetry::init or opentelemetry::global::set_text_map_propagator"
             );
         }
+        // The common case, read without the propagator's general parser: the checked
+        // `traceparent` (and `tracestate`) alone, with the W3C propagator installed.
+        if let Some(traceparent) = valid
+            && !has_baggage
+            && is_w3c(propagator)
+        {
+            let tracestate = headers.get(&TRACESTATE_HEADER);
+            return opentelemetry::Context::new()
+                .with_remote_span_context(remote_span_context(traceparent, tracestate));
+        }
         propagator.extract_with_context(&opentelemetry::Context::new(), &extractor)
     });
     if untrusted_edge {
-        let _ = span.set_parent(opentelemetry::Context::new());
         let remote = incoming.span().span_context().clone();
-        if remote.is_valid() {
-            span.add_link(remote);
-        }
+        (
+            opentelemetry::Context::new(),
+            remote.is_valid().then_some(remote),
+        )
     } else {
-        let _ = span.set_parent(incoming);
+        (incoming, None)
     }
+}
+
+/// Whether `propagator` reads W3C trace context (and perhaps W3C baggage) and nothing else.
+fn is_w3c(propagator: &dyn TextMapPropagator) -> bool {
+    let mut reads_traceparent = false;
+    for field in propagator.fields() {
+        match field {
+            TRACEPARENT => reads_traceparent = true,
+            TRACESTATE | "baggage" => {}
+            _ => return false,
+        }
+    }
+    reads_traceparent
+}
+
+/// The server span's name when a route is known, and its attributes: made only for a span the
+/// sampler records.
+fn span_attributes<B>(
+    req: &Request<B>,
+    route: Option<&str>,
+    request_id: Option<&http::HeaderValue>,
+) -> (Option<String>, Vec<KeyValue>) {
+    let method = req.method();
+    let name = route.map(|route| format!("{} {route}", method_name(method)));
+    let mut attributes = Vec::with_capacity(10);
+    attributes.push(KeyValue::new(
+        "http.request.method",
+        method_attribute(method),
+    ));
+    attributes.push(KeyValue::new("url.path", req.uri().path().to_owned()));
+    attributes.push(KeyValue::new(
+        "url.scheme",
+        match req.uri().scheme_str() {
+            None | Some("http") => "http".into(),
+            Some("https") => "https".into(),
+            Some(other) => opentelemetry::Value::from(other.to_owned()),
+        },
+    ));
+    if let Some(route) = route {
+        attributes.push(KeyValue::new("http.route", route.to_owned()));
+    }
+    attributes.push(KeyValue::new(
+        "network.protocol.version",
+        protocol_version(req.version()),
+    ));
+    let owned = |value: &str| opentelemetry::Value::from(value.to_owned());
+    if let Some(host) = server_address(req) {
+        attributes.push(KeyValue::new("server.address", owned(host)));
+    }
+    if let Some(client) = client_address(req.headers()) {
+        attributes.push(KeyValue::new("client.address", owned(client)));
+    }
+    if let Some(agent) = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("user_agent.original", owned(agent)));
+    }
+    if let Some(id) = request_id.and_then(|v| v.to_str().ok()) {
+        attributes.push(KeyValue::new("request_id", owned(id)));
+    }
+    (name, attributes)
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Trace<S>
@@ -223,31 +297,12 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let route = route_of(&req);
         let request_id = request_id_of(&req).cloned();
-        let method = req.method();
-        let span = tracing::info_span!(
-            target: "covet::trace",
-            "HTTP request",
-            otel.name = %SpanName { method: method_name(method), route: route.map(route_str) },
-            otel.kind = "server",
-            otel.status_code = Empty,
-            http.request.method = method_attribute(method),
-            url.path = req.uri().path(),
-            url.scheme = req.uri().scheme_str().unwrap_or("http"),
-            http.route = route.map(route_str),
-            http.response.status_code = Empty,
-            network.protocol.version = protocol_version(req.version()),
-            server.address = server_address(&req),
-            client.address = client_address(req.headers()),
-            user_agent.original = req
-                .headers()
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-            error.type = Empty,
-            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()),
-        );
-        if !span.is_disabled() {
-            set_parent(&span, req.headers(), self.config.untrusted_edge);
-        }
+        let otel = ServerTracer::with_current(|tracer| {
+            let (parent, link) = parent_context(req.headers(), self.config.untrusted_edge);
+            tracer.start(method_name(req.method()), &parent, link, || {
+                span_attributes(&req, route.map(route_str), request_id.as_ref())
+            })
+        });
         let log =
             (self.config.request_log && self.config.logs(req.uri().path())).then(|| RequestLog {
                 start: Instant::now(),
@@ -256,13 +311,13 @@ where
             });
 
         let inner = {
-            let _entered = span.enter();
+            let _otel = otel.as_ref().map(|cx| cx.clone().attach());
             let _scope = super::scope::enter(request_id.as_ref());
             self.inner.call(req)
         };
         ResponseFuture {
             inner,
-            span,
+            otel,
             config: self.config.clone(),
             request_id,
             log,

@@ -62,16 +62,28 @@ fn otel() -> (
     Capture,
     tracing::subscriber::DefaultGuard,
 ) {
+    otel_sampled(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+}
+
+/// [`otel`] with `sampler`.
+fn otel_sampled(
+    sampler: opentelemetry_sdk::trace::Sampler,
+) -> (
+    InMemorySpanExporter,
+    Capture,
+    tracing::subscriber::DefaultGuard,
+) {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
         .with_simple_exporter(exporter.clone())
         .build();
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::filter::LevelFilter::INFO)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-        .with(telemetry::json::IdsLayer::default())
+        .with(telemetry::otel_layer(provider.tracer("test")))
+        .with(telemetry::json::IdsLayer)
         .with(
             tracing_subscriber::fmt::layer()
                 .event_format(telemetry::json::JsonFormat)
@@ -341,7 +353,7 @@ async fn log_lines_carry_request_trace_and_span_ids_matching_the_span() {
 
     let (exporter, capture, _guard) = otel();
     let svc = ServiceBuilder::new()
-        .layer(RequestIdLayer::new().span(false))
+        .layer(RequestIdLayer::new())
         .layer(TraceLayer::new())
         .service(service_fn(ok));
     let req = Request::get("/orders")
@@ -430,7 +442,7 @@ async fn a_client_call_inside_a_handler_carries_the_server_trace_and_request_id(
             Ok::<_, Infallible>(res)
         }));
     let svc = ServiceBuilder::new()
-        .layer(RequestIdLayer::new().span(false))
+        .layer(RequestIdLayer::new())
         .layer(TraceLayer::new())
         .service(service_fn(move |_req: Request<()>| {
             let downstream = downstream.clone();
@@ -504,4 +516,56 @@ async fn a_client_4xx_is_an_error_on_the_client_span() {
     assert_eq!(span.span_kind, SpanKind::Client);
     assert!(matches!(span.status, Status::Error { .. }));
     assert_eq!(attr(&span, "error.type").as_deref(), Some("404"));
+}
+
+/// A handler's own `tracing` span is exported as a child of the server span; the layer's
+/// log-context span is not exported at all.
+#[tokio::test(flavor = "current_thread")]
+async fn handler_spans_are_children_of_the_server_span() {
+    let (exporter, capture, _guard) = otel();
+    let svc = TraceLayer::new().layer(service_fn(|_req: Request<()>| async {
+        let query = tracing::info_span!("load order");
+        let _entered = query.enter();
+        tracing::info!("querying");
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    svc.oneshot(Request::get("/orders/1").body(()).unwrap())
+        .await
+        .unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let names: Vec<_> = spans.iter().map(|s| s.name.as_ref()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let server = &server_spans(&exporter)[0];
+    let child = spans.iter().find(|s| s.name == "load order").unwrap();
+    assert_eq!(child.parent_span_id, server.span_context.span_id());
+    assert_eq!(
+        child.span_context.trace_id(),
+        server.span_context.trace_id()
+    );
+    let line = capture
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "querying")
+        .unwrap();
+    assert_eq!(line["span_id"], child.span_context.span_id().to_string());
+}
+
+/// With the sampler off nothing is exported, but the request still has a trace id: in the
+/// response header and on its log lines.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unsampled_request_still_has_a_trace_id() {
+    let (exporter, capture, _guard) = otel_sampled(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+    let svc = TraceLayer::new().layer(service_fn(ok));
+    let res = svc
+        .oneshot(Request::get("/a").body(()).unwrap())
+        .await
+        .unwrap();
+    let trace_id = res.headers()[X_TRACE_ID].to_str().unwrap().to_owned();
+    assert_eq!(trace_id.len(), 32);
+    assert!(exporter.get_finished_spans().unwrap().is_empty());
+    let lines = capture.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in lines {
+        assert_eq!(line["trace_id"], trace_id.as_str());
+    }
 }

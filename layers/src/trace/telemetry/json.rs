@@ -1,17 +1,17 @@
 //! JSON log lines with `request_id`, `trace_id` and `span_id` as top-level fields.
 //!
-//! [`IdsLayer`] keeps, in each span's extensions, the `request_id` recorded on it and the
-//! OpenTelemetry ids of the span (read once, when the span is first entered, after the
-//! OpenTelemetry layer has started it). [`JsonFormat`] writes one JSON object per event, taking
-//! the ids from the innermost span that has them.
+//! [`IdsLayer`] keeps, in each span's extensions, the `request_id` recorded on it.
+//! [`JsonFormat`] writes one JSON object per event, taking the request id from the innermost
+//! span that has one and the trace and span ids from the current OpenTelemetry context (the
+//! server span while a request is handled, or a `tracing` span exported through
+//! `tracing-opentelemetry` while it is entered).
 
-use std::{fmt, sync::OnceLock};
+use std::fmt;
 
-use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
+use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::{
     Event, Subscriber,
-    dispatcher::WeakDispatch,
     field::{Field, Visit},
     span,
 };
@@ -28,18 +28,9 @@ use tracing_subscriber::{
 /// The `request_id` recorded on a span.
 struct SpanRequestId(String);
 
-/// The OpenTelemetry ids of a span.
-#[derive(Clone, Copy)]
-struct SpanIds {
-    trace_id: TraceId,
-    span_id: SpanId,
-}
-
-/// Records `request_id` fields and OpenTelemetry ids into span extensions.
+/// Records `request_id` fields into span extensions.
 #[derive(Default)]
-pub(crate) struct IdsLayer {
-    dispatch: OnceLock<WeakDispatch>,
-}
+pub(crate) struct IdsLayer;
 
 struct RequestIdVisitor(Option<String>);
 
@@ -61,10 +52,6 @@ impl<S> Layer<S> for IdsLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_register_dispatch(&self, dispatch: &tracing::Dispatch) {
-        let _ = self.dispatch.set(dispatch.downgrade());
-    }
-
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let mut visitor = RequestIdVisitor(None);
         attrs.record(&mut visitor);
@@ -80,29 +67,6 @@ where
             let mut extensions = span.extensions_mut();
             extensions.remove::<SpanRequestId>();
             extensions.insert(SpanRequestId(request_id));
-        }
-    }
-
-    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        if span.extensions().get::<SpanIds>().is_some() {
-            return;
-        }
-        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
-            return;
-        };
-        // No extension lock may be held here: the OpenTelemetry layer takes its own.
-        let Some(cx) = tracing_opentelemetry::get_otel_context(id, &dispatch) else {
-            return;
-        };
-        let otel_span = cx.span();
-        let span_context = otel_span.span_context();
-        if span_context.is_valid() {
-            let ids = SpanIds {
-                trace_id: span_context.trace_id(),
-                span_id: span_context.span_id(),
-            };
-            span.extensions_mut().insert(ids);
         }
     }
 }
@@ -161,33 +125,28 @@ where
         line.insert("target".into(), Value::from(meta.target()));
         event.record(&mut JsonVisitor(&mut line));
 
-        let mut request_id = None;
-        let mut ids = None;
         if let Some(scope) = ctx.event_scope() {
             for (depth, span) in scope.enumerate() {
                 if depth == 0 {
                     line.insert("span".into(), Value::from(span.name()));
                 }
-                let extensions = span.extensions();
-                if request_id.is_none()
-                    && let Some(SpanRequestId(id)) = extensions.get::<SpanRequestId>()
-                {
-                    request_id = Some(id.clone());
-                }
-                if ids.is_none() {
-                    ids = extensions.get::<SpanIds>().copied();
-                }
-                if request_id.is_some() && ids.is_some() {
+                if let Some(SpanRequestId(id)) = span.extensions().get::<SpanRequestId>() {
+                    line.insert("request_id".into(), Value::from(id.clone()));
                     break;
                 }
             }
         }
-        if let Some(id) = request_id {
-            line.insert("request_id".into(), Value::from(id));
-        }
-        if let Some(ids) = ids {
-            line.insert("trace_id".into(), Value::from(ids.trace_id.to_string()));
-            line.insert("span_id".into(), Value::from(ids.span_id.to_string()));
+        let cx = opentelemetry::Context::current();
+        let span_context = cx.span().span_context().clone();
+        if span_context.is_valid() {
+            line.insert(
+                "trace_id".into(),
+                Value::from(span_context.trace_id().to_string()),
+            );
+            line.insert(
+                "span_id".into(),
+                Value::from(span_context.span_id().to_string()),
+            );
         }
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writer.write_str(&text)?;

@@ -77,15 +77,17 @@ use opentelemetry::{
     KeyValue, global, propagation::TextMapCompositePropagator, trace::TracerProvider,
 };
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+
+use super::ServerTracer;
 pub use opentelemetry_sdk::trace::Sampler;
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkError,
     propagation::{BaggagePropagator, TraceContextPropagator},
-    trace::SdkTracerProvider,
+    trace::{SdkTracer, SdkTracerProvider},
 };
 use tracing_subscriber::{
-    EnvFilter, Registry,
+    EnvFilter, Layer as _, Registry,
     filter::LevelFilter,
     fmt::{MakeWriter, writer::BoxMakeWriter},
     layer::SubscriberExt,
@@ -419,21 +421,35 @@ fn build_exporter(
     Ok(exporter)
 }
 
-/// The `tracing-opentelemetry` layer as [`init`] configures it, for a subscriber assembled by
-/// hand (tests, benchmarks): busy/idle timing (two clock reads per poll), thread and
-/// source-location attributes are off — they are not part of the HTTP semantic conventions and
-/// cost time on every request.
-pub fn otel_layer<S, T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<S, T>
+/// The target of the request-id layer's span.
+const REQUEST_ID_SPAN_TARGET: &str = "covet::request_id";
+
+/// The OpenTelemetry layers as [`init`] installs them, for a subscriber assembled by hand
+/// (tests, benchmarks): the [`ServerTracer`] that [`TraceLayer`](super::TraceLayer) starts
+/// its server spans on, and `tracing-opentelemetry` for every other `tracing` span (handlers'
+/// `#[instrument]` spans, the pools' database spans, the client spans of
+/// [`PropagateLayer`](super::PropagateLayer)), which become children of the server span.
+///
+/// The request-id layer's `tracing` span (target `covet::request_id`), which gives log lines
+/// their request id, is kept out of the trace: it would be a root span of its own. Busy/idle
+/// timing (two clock reads per poll), thread and source-location attributes are off: they are
+/// not part of the HTTP semantic conventions and cost time on every request.
+pub fn otel_layer<S>(tracer: SdkTracer) -> impl tracing_subscriber::Layer<S> + Send + Sync
 where
-    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
-    T: opentelemetry::trace::Tracer + 'static,
-    T::Span: Send + Sync,
+    S: tracing::Subscriber
+        + for<'span> tracing_subscriber::registry::LookupSpan<'span>
+        + Send
+        + Sync,
 {
-    tracing_opentelemetry::layer()
-        .with_tracer(tracer)
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer.clone())
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_location(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+            metadata.target() != REQUEST_ID_SPAN_TARGET
+        }));
+    ServerTracer::new(tracer).and_then(spans)
 }
 
 /// Installs logs, the OTLP exporter and the W3C propagator. See the [module docs](self).
@@ -506,7 +522,7 @@ pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     let subscriber = Registry::default()
         .with(filter)
         .with(otel_layer(tracer))
-        .with(json::IdsLayer::default())
+        .with(json::IdsLayer)
         .with(json)
         .with(pretty);
     if tracing::subscriber::set_global_default(subscriber).is_err() {
