@@ -1,5 +1,5 @@
 //! The small app `benches/load.sh` drives with wrk: `GET /users/{id}` answering a small JSON
-//! body, served three ways so the middleware's cost shows as lost throughput.
+//! body, served four ways so the middleware's cost shows as lost throughput.
 //!
 //! ```text
 //! cargo run --release --example load_app -- MODE [ADDR]
@@ -9,6 +9,9 @@
 //! - `covet`: the covet stack in the reference server's order, in one `ServiceBuilder`: request
 //!   id, trace, metrics, rate limit (memory, per client IP, a quota never
 //!   reached), security headers;
+//! - `covet-lean`: the same covet stack, answering with the peer's response headers: the five
+//!   security headers `peer` sets (same values) instead of the API preset's thirteen, and no
+//!   `RateLimit` fields, so the difference from `covet` is the cost of the larger response;
 //! - `peer`: what users would otherwise pick, in one `ServiceBuilder`: tower-http
 //!   `SetRequestId` + `TraceLayer` + `PropagateRequestId`, axum-prometheus, tower_governor (per
 //!   peer IP, a quota never reached), five tower-http `SetResponseHeader` layers.
@@ -47,6 +50,38 @@ fn routes() -> Router {
 }
 
 fn covet(registry: &prometheus::Registry) -> Router {
+    covet_with(registry, SecurityHeadersLayer::api(), true)
+}
+
+/// The API preset's headers other than the five the peer sets.
+const API_ONLY_HEADERS: [&str; 8] = [
+    "cross-origin-opener-policy",
+    "cross-origin-resource-policy",
+    "permissions-policy",
+    "x-xss-protection",
+    "x-dns-prefetch-control",
+    "x-permitted-cross-domain-policies",
+    "origin-agent-cluster",
+    "cache-control",
+];
+
+fn covet_lean(registry: &prometheus::Registry) -> Router {
+    let mut headers = SecurityHeadersLayer::builder_api();
+    for name in API_ONLY_HEADERS {
+        headers = headers.without(name);
+    }
+    for (name, value) in PEER_HEADERS {
+        headers = headers.header(name, value);
+    }
+    let headers = headers.build().expect("the peer's five headers are valid");
+    covet_with(registry, headers, false)
+}
+
+fn covet_with(
+    registry: &prometheus::Registry,
+    security_headers: SecurityHeadersLayer,
+    rate_limit_headers: bool,
+) -> Router {
     let quota = Quota::per_second(1_000_000_000).burst(1_000_000_000);
     routes().layer(
         ServiceBuilder::new()
@@ -57,10 +92,11 @@ fn covet(registry: &prometheus::Registry) -> Router {
                 RateLimitLayer::builder(Policy::new("load", quota))
                     .key(ClientIp::new([]))
                     .store(MemoryStore::new())
+                    .headers(rate_limit_headers)
                     .build(registry)
                     .expect("rate limit layer"),
             )
-            .layer(SecurityHeadersLayer::api()),
+            .layer(security_headers),
     )
 }
 
@@ -127,11 +163,12 @@ fn main() -> std::io::Result<()> {
         let app = match mode.as_str() {
             "bare" => routes(),
             "covet" => covet(&registry),
+            "covet-lean" => covet_lean(&registry),
             "peer" => peer(),
             other => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    format!("MODE must be bare, covet or peer, not `{other}`"),
+                    format!("MODE must be bare, covet, covet-lean or peer, not `{other}`"),
                 ));
             }
         };
