@@ -56,13 +56,13 @@ impl ServerTracer {
     }
 
     /// Runs `f` with the server tracer of the current subscriber, if it has one.
+    ///
+    /// `f` runs outside the dispatcher's scope, so events it emits (an invalid `traceparent`,
+    /// a missing propagator) reach a thread-local subscriber too.
     #[inline]
     pub(crate) fn with_current<R>(f: impl FnOnce(&ServerTracer) -> R) -> Option<R> {
-        let mut f = Some(f);
-        tracing::dispatcher::get_default(|dispatch| {
-            let tracer = dispatch.downcast_ref::<ServerTracer>()?;
-            f.take().map(|f| f(tracer))
-        })
+        let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
+        dispatch.downcast_ref::<ServerTracer>().map(f)
     }
 }
 

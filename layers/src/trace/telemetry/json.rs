@@ -72,8 +72,8 @@ where
 }
 
 /// Formats each event as one line of JSON: `timestamp`, `level`, `target`, `message`, the
-/// event's fields, `span` (the innermost span's name), and `request_id`, `trace_id`, `span_id`
-/// from the innermost spans that carry them.
+/// event's fields, `span` (the innermost span's name), `request_id` from the innermost span
+/// that carries one, and `trace_id`, `span_id` from the current OpenTelemetry context.
 #[derive(Default)]
 pub(crate) struct JsonFormat;
 

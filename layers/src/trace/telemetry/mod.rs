@@ -7,10 +7,11 @@
 //!   override, else `RUST_LOG`, else `info`);
 //! - JSON lines ([`LogFormat::Json`], for production) or tracing-subscriber's readable format
 //!   ([`LogFormat::Pretty`], for development). A JSON line looks like
-//!   `{"level":"INFO","message":"request completed","request_id":"…","span":"HTTP request",
+//!   `{"level":"INFO","message":"request completed","request_id":"…","span":"request",
 //!   "span_id":"…","status":200,"target":"covet::trace::request","timestamp":"…","trace_id":"…",…}`:
-//!   the three ids are top-level fields, taken from the innermost span that has them, so they
-//!   match the exported span;
+//!   the three ids are top-level fields: the request id from the innermost span that records
+//!   one (the request-id layer's), the trace and span ids from the current OpenTelemetry
+//!   context, so they match the exported span;
 //! - an OpenTelemetry tracer provider exporting over OTLP (gRPC or HTTP/protobuf) from a batch
 //!   processor, configured from the standard environment variables with builder overrides:
 //!
