@@ -23,7 +23,7 @@ use covet::layers::{
     metrics::{Format, MetricsLayer, MetricsService},
     rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer},
     request_id::RequestIdLayer,
-    security_headers::{HeaderMode, SecurityHeadersLayer},
+    security_headers::{HeaderMode, Preset, SecurityHeadersLayer},
     trace::TraceLayer,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -170,7 +170,13 @@ fn security_headers(c: &mut Criterion) {
     let mut group = c.benchmark_group("security_headers");
     let mut bare = service_fn(handler);
     group.bench_function("baseline", |b| b.iter(|| run(&mut bare)));
-    let layer = SecurityHeadersLayer::builder_api()
+    // The same twelve headers and values as the peer.
+    let layer = PEER_HEADERS
+        .iter()
+        .fold(
+            SecurityHeadersLayer::builder(Preset::Api),
+            |b, (name, value)| b.header(*name, *value),
+        )
         .mode(HeaderMode::Override)
         .build()
         .unwrap();

@@ -194,11 +194,11 @@ fn redis(c: &mut Criterion) {
         .build()
         .unwrap();
     let _runtime = rt.enter();
-    let store = RedisStore::builder(&url)
-        .unwrap()
+    let store = RedisStore::builder(url.as_str())
         .prefix(format!("covet:bench:{}:", std::process::id()))
         .timeout(Duration::from_secs(1))
-        .build();
+        .build()
+        .unwrap();
     let registry = Registry::new();
     let svc = RateLimitLayer::builder(Policy::new("bench", huge()))
         .store(store)

@@ -87,7 +87,7 @@ fn otel_subscriber(
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(LevelFilter::INFO)
-        .with(covet::telemetry::otel_layer(provider.tracer("bench")));
+        .with(covet::layers::trace::otel_layer(provider.tracer("bench")));
     (subscriber, provider)
 }
 

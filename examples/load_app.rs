@@ -10,7 +10,7 @@
 //!   id, trace, metrics, rate limit (memory, per client IP, a quota never
 //!   reached), security headers;
 //! - `covet-lean`: the same covet stack, answering with the peer's response headers: the five
-//!   security headers `peer` sets (same values) instead of the API preset's thirteen, and no
+//!   security headers `peer` sets (same values) instead of the API preset's five, and no
 //!   `RateLimit` fields, so the difference from `covet` is the cost of the larger response;
 //! - `peer`: what users would otherwise pick, in one `ServiceBuilder`: tower-http
 //!   `SetRequestId` + `TraceLayer` + `PropagateRequestId`, axum-prometheus, tower_governor (per
@@ -27,7 +27,7 @@ use covet::layers::{
     metrics::MetricsLayer,
     rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer},
     request_id::RequestIdLayer,
-    security_headers::SecurityHeadersLayer,
+    security_headers::{Preset, SecurityHeadersLayer},
     trace::TraceLayer,
 };
 use http::{HeaderName, HeaderValue};
@@ -53,20 +53,11 @@ fn covet(registry: &prometheus::Registry) -> Router {
     covet_with(registry, SecurityHeadersLayer::api(), true)
 }
 
-/// The API preset's headers other than the five the peer sets.
-const API_ONLY_HEADERS: [&str; 8] = [
-    "cross-origin-opener-policy",
-    "cross-origin-resource-policy",
-    "permissions-policy",
-    "x-xss-protection",
-    "x-dns-prefetch-control",
-    "x-permitted-cross-domain-policies",
-    "origin-agent-cluster",
-    "cache-control",
-];
+/// The API preset's headers the peer does not set.
+const API_ONLY_HEADERS: [&str; 1] = ["cache-control"];
 
 fn covet_lean(registry: &prometheus::Registry) -> Router {
-    let mut headers = SecurityHeadersLayer::builder_api();
+    let mut headers = SecurityHeadersLayer::builder(Preset::Api);
     for name in API_ONLY_HEADERS {
         headers = headers.without(name);
     }

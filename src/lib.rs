@@ -1,13 +1,20 @@
 //! Production-readiness middleware for any Tower HTTP stack.
 //!
-//! `covet` is the facade over the covet workspace. Each member crate is re-exported behind a
-//! Cargo feature of the same name, all on by default:
+//! `covet` is the facade over the covet workspace. Each member crate is re-exported, and its
+//! parts are behind Cargo features; `layers`, `health` and `pools` (all three on by default)
+//! turn on everything of one crate:
 //!
 //! | feature  | module            | crate          | what it holds |
 //! |----------|-------------------|----------------|---------------|
 //! | `layers` | [`layers`]        | `covet-layers` | the Tower layers (request ids, security headers, …) |
-//! | `health` | [`health`]        | `covet-health` | Kubernetes-style health probes |
-//! | `pools`  | [`pools`]         | `covet-pools`  | instrumented bb8 pools for PostgreSQL and Redis |
+//! | `health` | `health`          | `covet-health` | Kubernetes-style health probes |
+//! | `pools`  | `pools`           | `covet-pools`  | instrumented bb8 pools for PostgreSQL and Redis |
+//!
+//! To pay only for what you use, turn the defaults off and pick features one by one:
+//! `request-id`, `security-headers`, `metrics`, `metrics-gzip`, `system-metrics`,
+//! `rate-limit`, `rate-limit-redis`, `trace`, `telemetry`, `otlp-grpc`, `otlp-http`,
+//! `shutdown`, `serve`, `axum`, `pools-postgres`, `pools-redis` (README.md has a table of what
+//! each one pulls in and what it costs to build).
 //!
 //! # Example
 //!
@@ -15,7 +22,7 @@
 //! adds a boxed, cloned service per request):
 //!
 //! ```
-//! # #[cfg(feature = "layers")] {
+//! # #[cfg(all(feature = "request-id", feature = "security-headers"))] {
 //! use covet::layers::{request_id::RequestIdLayer, security_headers::SecurityHeadersLayer};
 //! use tower::ServiceBuilder;
 //!
@@ -28,15 +35,14 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "layers")]
 #[doc(inline)]
 pub use covet_layers as layers;
 
 /// One-call telemetry set-up: logs with `request_id`, `trace_id` and `span_id`, OTLP span
-/// export and the W3C propagator (`covet::telemetry::init(config)`).
-#[cfg(feature = "layers")]
+/// export and the W3C propagator (`covet::telemetry::Telemetry::builder()…init()`).
+#[cfg(feature = "telemetry")]
 #[doc(inline)]
-pub use covet_layers::trace::telemetry;
+pub use covet_layers::telemetry;
 
 #[cfg(feature = "health")]
 #[doc(inline)]

@@ -9,9 +9,9 @@ use std::{
 };
 
 use axum::{Router, body::Body, routing::get};
-use covet::layers::metrics::{
-    MetricsLayer, MetricsService, app::AppMetrics, system::SystemMetrics,
-    websocket::WebSocketMetrics,
+use covet::layers::{
+    catalog::{app::AppMetrics, system::SystemMetrics, websocket::WebSocketMetrics},
+    metrics::{MetricsLayer, MetricsService},
 };
 use http::Request;
 use http_body_util::BodyExt;
@@ -65,7 +65,7 @@ async fn populated_registry() -> (Registry, MetricsService) {
     let app_metrics = AppMetrics::builder()
         .version("1.2.3")
         .commit("abc123")
-        .register(&registry)
+        .build(&registry)
         .unwrap();
     app_metrics.auth_succeeded();
     app_metrics.auth_failed("bad_token");

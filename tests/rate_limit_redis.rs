@@ -71,11 +71,11 @@ async fn two_replicas_sharing_redis_together_allow_exactly_the_quota() {
     assert_redis_reachable().await;
     let prefix = unique_prefix("replicas");
     let replica = || {
-        let store = RedisStore::builder(&redis_url())
-            .unwrap()
+        let store = RedisStore::builder(redis_url())
             .prefix(prefix.clone())
             .timeout(Duration::from_secs(2))
-            .build();
+            .build()
+            .unwrap();
         let registry = Registry::new();
         let layer = RateLimitLayer::builder(Policy::new("shared", Quota::per_hour(60)))
             .key(GlobalKey)
@@ -209,11 +209,11 @@ impl Proxy {
 async fn redis_down_fails_open_or_closed_per_policy_and_comes_back() {
     assert_redis_reachable().await;
     let proxy = Proxy::start().await;
-    let store = RedisStore::builder(&proxy.url())
-        .unwrap()
+    let store = RedisStore::builder(proxy.url())
         .prefix(unique_prefix("outage"))
         .timeout(Duration::from_millis(100))
-        .build();
+        .build()
+        .unwrap();
     let registry = Registry::new();
     let layer = RateLimitLayer::builder(Policy::new("open", Quota::per_hour(1000)))
         .route(
@@ -285,9 +285,9 @@ async fn a_closed_port_fails_open_without_a_5xx() {
         .local_addr()
         .unwrap()
         .port();
-    let store = RedisStore::builder(&format!("redis://127.0.0.1:{port}"))
-        .unwrap()
-        .build();
+    let store = RedisStore::builder(format!("redis://127.0.0.1:{port}"))
+        .build()
+        .unwrap();
     let registry = Registry::new();
     // The fallback applies the policy's own quota locally: 2 per hour.
     let layer = RateLimitLayer::builder(Policy::new("open", Quota::per_hour(2)))

@@ -10,7 +10,7 @@ use std::{convert::Infallible, net::SocketAddr};
 use bytes::Bytes;
 use covet::{
     layers::trace::TraceLayer,
-    telemetry::{self, Protocol, Sampler, TelemetryConfig},
+    telemetry::{Protocol, Sampler, Telemetry},
 };
 use http::{Request, Response, StatusCode};
 use http_body_util::{Empty, Full};
@@ -62,16 +62,15 @@ async fn hyper_server() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_spans_over_otlp_grpc_from_hyper_and_tonic() {
     let (endpoint, spans) = otlp::grpc_receiver().await;
-    let telemetry = telemetry::init(
-        TelemetryConfig::new()
-            .protocol(Protocol::Grpc)
-            .endpoint(endpoint)
-            .service_name("covet-trace-grpc")
-            .sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
-            .filter("info")
-            .writer(Capture::default()),
-    )
-    .expect("telemetry installs");
+    let telemetry = Telemetry::builder()
+        .protocol(Protocol::Grpc)
+        .endpoint(endpoint)
+        .service_name("covet-trace-grpc")
+        .sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        .filter("info")
+        .writer(Capture::default())
+        .init()
+        .expect("telemetry installs");
 
     let addr = hyper_server().await;
     let url = |path: &str| format!("http://{addr}{path}");

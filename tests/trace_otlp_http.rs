@@ -15,7 +15,7 @@ use covet::{
         request_id::RequestIdLayer,
         trace::{PropagateLayer, TraceLayer, is_valid_traceparent},
     },
-    telemetry::{self, Protocol, Sampler, TelemetryConfig, TelemetryError},
+    telemetry::{Protocol, Sampler, Telemetry, TelemetryError},
 };
 use http::{Request, StatusCode};
 use http_body_util::Empty;
@@ -42,19 +42,18 @@ fn get_req(addr: SocketAddr, path: &str) -> http::request::Builder {
 async fn spans_logs_and_client_calls_over_otlp_http() {
     let (endpoint, spans) = otlp::http_receiver().await;
     let capture = Capture::default();
-    let telemetry = telemetry::init(
-        TelemetryConfig::new()
-            .protocol(Protocol::HttpProtobuf)
-            .endpoint(endpoint)
-            .service_name("covet-trace-http")
-            .sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
-            .filter("info")
-            .writer(capture.clone()),
-    )
-    .expect("telemetry installs");
+    let telemetry = Telemetry::builder()
+        .protocol(Protocol::HttpProtobuf)
+        .endpoint(endpoint)
+        .service_name("covet-trace-http")
+        .sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        .filter("info")
+        .writer(capture.clone())
+        .init()
+        .expect("telemetry installs");
     // A second install is a typed error, not a panic.
     assert!(matches!(
-        telemetry::init(TelemetryConfig::new().export(false)),
+        Telemetry::builder().export(false).init(),
         Err(TelemetryError::AlreadyInstalled)
     ));
 

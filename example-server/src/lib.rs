@@ -26,11 +26,13 @@ use axum::{
 };
 use covet_health::{HealthRegistry, checks::DiskSpaceCheck};
 use covet_layers::{
-    metrics::{MetricsLayer, MetricsService, app::AppMetrics, system::SystemMetrics},
+    catalog::{app::AppMetrics, system::SystemMetrics},
+    metrics::{MetricsLayer, MetricsService},
     rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore},
     request_id::{RequestId, RequestIdLayer},
     security_headers::SecurityHeadersLayer,
-    shutdown::{DrainLayer, ServeOptions, Shutdown, ShutdownReport, serve_with},
+    serve::{ServeOptions, serve_with},
+    shutdown::{DrainLayer, Shutdown, ShutdownReport},
     trace::TraceLayer,
 };
 use prometheus::Registry;
@@ -155,7 +157,7 @@ impl Server {
         let app_metrics = AppMetrics::builder()
             .version(env!("CARGO_PKG_VERSION"))
             .commit(option_env!("COVET_GIT_COMMIT").unwrap_or("unknown"))
-            .register(&registry)
+            .build(&registry)
             .map_err(metrics_err)?;
         let metrics_layer = MetricsLayer::new(&registry).map_err(metrics_err)?;
         let rate_limit = rate_limit_layer(config, &registry)?;
@@ -306,9 +308,9 @@ fn rate_limit_layer(
     let builder = match (config.rate_limit_store, config.redis_url()) {
         (config::RateLimitStore::Redis, Some(url)) => {
             let store = RedisStore::builder(url)
-                .map_err(|e| ServerError::Config(format!("--redis-url (REDIS_URL): {e}")))?
                 .prefix("covet:ratelimit:")
-                .build();
+                .build()
+                .map_err(|e| ServerError::Config(format!("--redis-url (REDIS_URL): {e}")))?;
             builder.store(store)
         }
         _ => builder.store(

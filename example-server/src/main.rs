@@ -8,7 +8,7 @@ use std::{
 };
 
 use clap::Parser;
-use covet_layers::trace::telemetry::{self, TelemetryConfig};
+use covet_layers::telemetry::{self, Telemetry, TelemetryBuilder};
 use covet_server::{
     Server,
     config::{Command, Config, LogFormat},
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let telemetry = match telemetry::init(telemetry_config(config.log_format)) {
+        let telemetry = match telemetry_builder(config.log_format).init() {
             Ok(guard) => guard,
             Err(err) => {
                 eprintln!("covet-server: telemetry: {err}");
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
 
 /// Logs to stderr as JSON (or readable on a terminal); spans go to an OTLP collector only when
 /// one is configured through the standard `OTEL_*` variables, so the embedded default needs none.
-fn telemetry_config(format: LogFormat) -> TelemetryConfig {
+fn telemetry_builder(format: LogFormat) -> TelemetryBuilder {
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -79,7 +79,7 @@ fn telemetry_config(format: LogFormat) -> TelemetryConfig {
     let export = configured("OTEL_EXPORTER_OTLP_ENDPOINT")
         || configured("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v == "otlp");
-    TelemetryConfig::new()
+    Telemetry::builder()
         .format(if json {
             telemetry::LogFormat::Json
         } else {

@@ -12,7 +12,7 @@ use std::{convert::Infallible, sync::OnceLock};
 use arbitrary::Arbitrary;
 use covet_layers::trace::{
     TraceLayer, is_valid_traceparent,
-    telemetry::{self, LogFormat, TelemetryConfig, TelemetryGuard},
+    telemetry::{LogFormat, Telemetry},
 };
 use http::{HeaderValue, Request, Response};
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +31,7 @@ thread_local! {
         .expect("a runtime");
 }
 
-static TELEMETRY: OnceLock<TelemetryGuard> = OnceLock::new();
+static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
 
 fn lower_hex(s: &[u8]) -> bool {
     s.iter().all(|&b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -40,14 +40,13 @@ fn lower_hex(s: &[u8]) -> bool {
 fuzz_target!(|input: Input| {
     // Spans recorded by the OpenTelemetry SDK (sampled, nothing exported), logs discarded.
     TELEMETRY.get_or_init(|| {
-        telemetry::init(
-            TelemetryConfig::new()
-                .filter("info")
-                .format(LogFormat::Json)
-                .writer(std::io::sink)
-                .export(false),
-        )
-        .expect("telemetry installs once")
+        Telemetry::builder()
+            .filter("info")
+            .format(LogFormat::Json)
+            .writer(std::io::sink)
+            .export(false)
+            .init()
+            .expect("telemetry installs once")
     });
 
     for value in &input.traceparent {

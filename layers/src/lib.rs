@@ -10,12 +10,25 @@
 //! | `security-headers` | [`security_headers`]  | [`SecurityHeadersLayer`](security_headers::SecurityHeadersLayer) |
 //! | `metrics`          | [`metrics`]           | [`MetricsLayer`](metrics::MetricsLayer), [`MetricsService`](metrics::MetricsService) |
 //! | `rate-limit`       | [`rate_limit`]        | [`RateLimitLayer`](rate_limit::RateLimitLayer) |
-//! | `trace`            | [`trace`]             | [`TraceLayer`](trace::TraceLayer), [`PropagateLayer`](trace::PropagateLayer), [`telemetry::init`](trace::telemetry::init) |
-//! | `shutdown`         | [`shutdown`]          | [`Shutdown`](shutdown::Shutdown), [`DrainLayer`](shutdown::DrainLayer), [`serve`](shutdown::serve) |
+//! | `trace`            | [`trace`]             | [`TraceLayer`](trace::TraceLayer), [`PropagateLayer`](trace::PropagateLayer) |
+//! | `shutdown`         | [`shutdown`]          | [`Shutdown`](shutdown::Shutdown), [`DrainLayer`](shutdown::DrainLayer) |
 //!
-//! The layers cooperate only through request extensions and the `tracing` span: the request-id
-//! layer puts a [`RequestId`](request_id::RequestId) in the extensions, and any later layer or
-//! handler may read it.
+//! And beside the layers:
+//!
+//! | feature            | module                | what |
+//! |--------------------|-----------------------|------|
+//! | `metrics`          | [`catalog`]           | application and WebSocket metrics; host, process and runtime metrics with `system-metrics` |
+//! | `telemetry`        | [`telemetry`]         | one-call logs + OTLP + propagator set-up; exporters with `otlp-grpc` / `otlp-http` |
+//! | `serve`            | [`serve`]             | the HTTP/1 + HTTP/2 server loop that follows the shutdown coordinator |
+//! | (always)           | [`headers`]           | the header names and checks the layers share |
+//!
+//! Smaller features: `metrics-gzip` (gzip'd `/metrics`), `rate-limit-redis` (the Redis store),
+//! `axum` (route templates from axum's `MatchedPath`).
+//!
+//! The layers never import each other: they cooperate only through request headers,
+//! extensions and the `tracing` span. The request-id layer writes its id to the `x-request-id`
+//! request header and puts a [`RequestId`](request_id::RequestId) in the extensions; the trace
+//! layer reads the header.
 //!
 //! Compose them in **one** [`tower::ServiceBuilder`](https://docs.rs/tower/latest/tower/struct.ServiceBuilder.html)
 //! rather than with many separate `Router::layer` calls: in axum each separate call adds a boxed
@@ -47,6 +60,13 @@ macro_rules! inner_service_accessors {
 #[allow(unused_imports)]
 pub(crate) use inner_service_accessors;
 
+pub mod headers;
+#[cfg(any(feature = "metrics", feature = "trace"))]
+mod path;
+#[cfg(test)]
+#[cfg(any(feature = "metrics", feature = "rate-limit", feature = "shutdown"))]
+mod test_support;
+
 #[cfg(feature = "request-id")]
 #[cfg_attr(docsrs, doc(cfg(feature = "request-id")))]
 pub mod request_id;
@@ -59,6 +79,10 @@ pub mod security_headers;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod catalog;
+
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
@@ -67,6 +91,14 @@ pub mod rate_limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
 pub mod shutdown;
 
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub mod serve;
+
 #[cfg(feature = "trace")]
 #[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
 pub mod trace;
+
+#[cfg(feature = "telemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "telemetry")))]
+pub mod telemetry;

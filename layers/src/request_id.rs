@@ -70,31 +70,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// The default request-id header, `x-request-id`.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The longest incoming request id that is accepted, in bytes (and characters: all are ASCII).
-pub const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Whether `id` is an acceptable request id: 1–[`MAX_REQUEST_ID_LEN`] bytes, each one of
-/// `A-Z a-z 0-9 - _ . :`.
-///
-/// ```
-/// use covet_layers::request_id::is_valid_request_id;
-///
-/// assert!(is_valid_request_id(b"0190b6e4-7c1a-7cc2-9a4e-5b0f6a3c2d11"));
-/// assert!(is_valid_request_id(b"svc.checkout:42_a"));
-/// assert!(!is_valid_request_id(b""));
-/// assert!(!is_valid_request_id(b"a b"));
-/// assert!(!is_valid_request_id("é".as_bytes()));
-/// ```
-pub fn is_valid_request_id(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID_LEN
-        && id
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
+pub use crate::headers::{MAX_REQUEST_ID_LEN, X_REQUEST_ID, is_valid_request_id};
 
 /// A validated request id, found in the request extensions.
 ///

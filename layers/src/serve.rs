@@ -1,4 +1,24 @@
 //! [`serve`]: HTTP/1 and HTTP/2 on a listener, following the [`Shutdown`] coordinator.
+//!
+//! `axum::serve` and hyper-util's `GracefulShutdown` have no drain deadline: a stuck stream
+//! would hang the process. [`serve`] is built on hyper-util's connection builder and
+//! `GracefulShutdown`, adds the deadline, and serves HTTP/1 and HTTP/2 with the peer address in
+//! each request's extensions.
+//!
+//! ```no_run
+//! # async fn run(app: axum::Router, admin: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+//! use covet_layers::{serve::serve, shutdown::Shutdown};
+//!
+//! let shutdown = Shutdown::builder().build()?;
+//! shutdown.listen_for_signals()?;
+//! let api = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
+//! tokio::try_join!(serve(api, app, &shutdown), serve(admin_listener, admin, &shutdown))?;
+//! let report = shutdown.finish().await;
+//! # let _ = report;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::{
     error::Error as StdError,
@@ -19,7 +39,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, task::JoinSet};
 use tower_service::Service;
 
-use super::{Phase, Shutdown};
+use crate::shutdown::{Phase, Shutdown};
 
 /// The default limit on reading a request head: 30 seconds.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,7 +107,7 @@ where
 ///   connection is told to finish: idle HTTP/1 keep-alive connections close, busy ones close
 ///   after their response, HTTP/2 connections get GOAWAY and finish their streams.
 /// - At the drain deadline the connections left are closed by force; the requests still in a
-///   [`DrainLayer`](super::DrainLayer) are counted as cancelled.
+///   [`DrainLayer`](crate::shutdown::DrainLayer) are counted as cancelled.
 ///
 /// Several servers (an API port and an admin port) can follow one coordinator.
 pub async fn serve_with<S, B>(

@@ -38,7 +38,7 @@
 //! # Example
 //!
 //! ```
-//! use covet_layers::metrics::app::AppMetrics;
+//! use covet_layers::catalog::app::AppMetrics;
 //! use prometheus::{Encoder, Registry, TextEncoder};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -47,7 +47,7 @@
 //! let app = AppMetrics::builder()
 //!     .version("1.2.3")
 //!     .commit("abc")
-//!     .register(&registry)?;
+//!     .build(&registry)?;
 //!
 //! app.set_workers(4);
 //! let rows = app
@@ -85,7 +85,8 @@ use prometheus::{
     proto::MetricFamily,
 };
 
-use super::{MetricsError, system::register_collector};
+use super::register_collector;
+use crate::metrics::MetricsError;
 
 /// The default buckets of `app_background_task_duration_seconds`, in seconds: 10 ms to 1 h,
 /// because background work ranges from cache refreshes to nightly jobs.
@@ -179,13 +180,13 @@ impl AppMetricsBuilder {
     /// Fails with [`MetricsError::Setting`] for empty or unordered buckets, an empty reason or
     /// too many reasons, and with [`MetricsError::Register`] if the registry already has one of
     /// these families; nothing is registered then.
-    pub fn register(self, registry: &Registry) -> Result<AppMetrics, MetricsError> {
-        let metrics = self.build()?;
+    pub fn build(self, registry: &Registry) -> Result<AppMetrics, MetricsError> {
+        let metrics = self.create()?;
         register_collector(registry, Box::new(metrics.clone()), &metrics.inner.descs)?;
         Ok(metrics)
     }
 
-    fn build(self) -> Result<AppMetrics, MetricsError> {
+    fn create(self) -> Result<AppMetrics, MetricsError> {
         let buckets = self.task_duration_buckets;
         if buckets.is_empty() {
             return Err(setting("task_duration_buckets", "must not be empty"));
@@ -402,10 +403,10 @@ impl AppMetrics {
     /// use a fixed literal, never an id. See the [module docs](self) for the outcomes.
     ///
     /// ```
-    /// # use covet_layers::metrics::app::AppMetrics;
+    /// # use covet_layers::catalog::app::AppMetrics;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let app = AppMetrics::builder().register(&prometheus::Registry::new()).unwrap();
+    /// # let app = AppMetrics::builder().build(&prometheus::Registry::new()).unwrap();
     /// let handle = tokio::spawn(app.track("refresh_cache", async {
     ///     // ... the work ...
     ///     Ok::<(), std::io::Error>(())
@@ -596,14 +597,14 @@ impl Drop for Run {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::system::tests::{assert_promtool_clean, encode, sample};
+    use crate::test_support::{assert_promtool_clean, encode, sample};
 
     fn registered() -> (Registry, AppMetrics) {
         let registry = Registry::new();
         let app = AppMetrics::builder()
             .version("1.2.3")
             .commit("abc")
-            .register(&registry)
+            .build(&registry)
             .unwrap();
         (registry, app)
     }
@@ -622,7 +623,7 @@ mod tests {
     #[tokio::test]
     async fn defaults_say_unknown() {
         let registry = Registry::new();
-        AppMetrics::builder().register(&registry).unwrap();
+        AppMetrics::builder().build(&registry).unwrap();
         let text = encode(&registry);
         assert_eq!(
             sample(&text, "app_info{commit=\"unknown\",version=\"unknown\"}"),
@@ -639,7 +640,7 @@ mod tests {
             .expect("the monotonic clock is older than 3 s");
         AppMetrics::builder()
             .started_at(started)
-            .register(&registry)
+            .build(&registry)
             .unwrap();
         let first = sample(&encode(&registry), "app_uptime_seconds").unwrap();
         assert!((3.0..60.0).contains(&first), "{first}");
@@ -795,7 +796,7 @@ mod tests {
         let registry = Registry::new();
         let app = AppMetrics::builder()
             .auth_failure_reasons(["bad_password", "bad_otp", "bad_otp", "other"])
-            .register(&registry)
+            .build(&registry)
             .unwrap();
         app.auth_failed("bad_otp");
         app.auth_failed("invalid_credentials");
@@ -823,22 +824,22 @@ mod tests {
         let errors = [
             AppMetrics::builder()
                 .task_duration_buckets(Vec::new())
-                .register(&registry),
+                .build(&registry),
             AppMetrics::builder()
                 .task_duration_buckets([1.0, 0.5])
-                .register(&registry),
+                .build(&registry),
             AppMetrics::builder()
                 .task_duration_buckets([1.0, f64::INFINITY])
-                .register(&registry),
+                .build(&registry),
             AppMetrics::builder()
                 .auth_failure_reasons([""])
-                .register(&registry),
+                .build(&registry),
             AppMetrics::builder()
                 .auth_failure_reasons(
                     (0..=MAX_AUTH_FAILURE_REASONS)
                         .map(|i| &*Box::leak(format!("r{i}").into_boxed_str())),
                 )
-                .register(&registry),
+                .build(&registry),
         ];
         for error in errors {
             assert!(
@@ -853,8 +854,8 @@ mod tests {
     #[test]
     fn registering_twice_is_a_register_error() {
         let registry = Registry::new();
-        AppMetrics::builder().register(&registry).unwrap();
-        let error = AppMetrics::builder().register(&registry).unwrap_err();
+        AppMetrics::builder().build(&registry).unwrap();
+        let error = AppMetrics::builder().build(&registry).unwrap_err();
         assert!(
             matches!(&error, MetricsError::Register { name, .. } if name.starts_with("app_")),
             "{error:?}"
@@ -866,12 +867,13 @@ mod tests {
     #[tokio::test]
     async fn all_metrics_pass_promtool() {
         let registry = Registry::new();
-        crate::metrics::system::SystemMetrics::register(&registry).unwrap();
-        let ws = crate::metrics::websocket::WebSocketMetrics::register(&registry).unwrap();
+        #[cfg(feature = "system-metrics")]
+        crate::catalog::system::SystemMetrics::register(&registry).unwrap();
+        let ws = crate::catalog::websocket::WebSocketMetrics::register(&registry).unwrap();
         let app = AppMetrics::builder()
             .version("1.2.3")
             .commit("abc")
-            .register(&registry)
+            .build(&registry)
             .unwrap();
 
         let conn = ws.connection_opened();

@@ -28,7 +28,7 @@
 //! # Example
 //!
 //! ```
-//! use covet_layers::metrics::system::SystemMetrics;
+//! use covet_layers::catalog::system::SystemMetrics;
 //! use prometheus::{Encoder, Registry, TextEncoder};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -65,7 +65,8 @@ use prometheus::{
 use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
 use tokio::runtime::Handle;
 
-use super::MetricsError;
+use super::register_collector;
+use crate::metrics::MetricsError;
 
 /// The shortest time between two refreshes of the host readings: scrapes closer together than
 /// this are answered from the cached readings.
@@ -454,96 +455,10 @@ impl Collector for SystemMetrics {
     }
 }
 
-/// Registers `collector`, naming the clashing family in the error where it can be found.
-pub(crate) fn register_collector(
-    registry: &Registry,
-    collector: Box<dyn Collector>,
-    descs: &[Desc],
-) -> Result<(), MetricsError> {
-    registry.register(collector).map_err(|source| {
-        let existing: Vec<String> = registry
-            .gather()
-            .iter()
-            .map(|family| family.name().to_owned())
-            .collect();
-        let name = descs
-            .iter()
-            .map(|d| d.fq_name.as_str())
-            .find(|name| existing.iter().any(|e| e == name))
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                descs
-                    .iter()
-                    .map(|d| d.fq_name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            });
-        MetricsError::register(name, source)
-    })
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::{
-        io::Write,
-        process::{Command, Stdio},
-    };
-
-    use prometheus::{Encoder, TextEncoder};
-
+mod tests {
     use super::*;
-
-    /// The registry in the text exposition format, as a scrape would see it.
-    pub(crate) fn encode(registry: &Registry) -> String {
-        let mut text = Vec::new();
-        TextEncoder::new()
-            .encode(&registry.gather(), &mut text)
-            .expect("text encoding");
-        String::from_utf8(text).expect("utf-8 exposition")
-    }
-
-    /// The value of the sample written exactly as `series` (name and labels), if present.
-    pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map(|value| value.parse().expect("numeric sample"))
-    }
-
-    /// Runs `promtool check metrics` on `text` and fails the test on any finding. Fails (never
-    /// skips) when `promtool` is missing.
-    pub(crate) fn assert_promtool_clean(text: &str) {
-        let mut child = match Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(error) => panic!(
-                "`promtool` is required by this test and could not be run ({error}); install \
-                 Prometheus's tools (Debian/Ubuntu: `apt-get install -y prometheus`) so that \
-                 `promtool` is on PATH"
-            ),
-        };
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(text.as_bytes())
-            .expect("write to promtool");
-        let output = child.wait_with_output().expect("promtool output");
-        let findings = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.status.success() && findings.trim().is_empty(),
-            "promtool check metrics found problems ({}):\n{findings}\n--- exposition ---\n{text}",
-            output.status
-        );
-    }
+    use crate::test_support::{assert_promtool_clean, encode, sample};
 
     #[tokio::test]
     async fn scrape_shows_host_readings() {

@@ -23,7 +23,7 @@
 //! A handler loop, written against a stand-in for a socket so it runs anywhere:
 //!
 //! ```
-//! use covet_layers::metrics::websocket::WebSocketMetrics;
+//! use covet_layers::catalog::websocket::WebSocketMetrics;
 //! use prometheus::{Encoder, Registry, TextEncoder};
 //!
 //! /// Echoes every message until the client goes away.
@@ -80,7 +80,8 @@ use prometheus::{
     proto::MetricFamily,
 };
 
-use super::{MetricsError, system::register_collector};
+use super::register_collector;
+use crate::metrics::MetricsError;
 
 /// WebSocket metrics for one [`Registry`]; clones share the same series.
 ///
@@ -232,7 +233,7 @@ impl Drop for WebSocketConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::system::tests::{assert_promtool_clean, encode, sample};
+    use crate::test_support::{assert_promtool_clean, encode, sample};
 
     #[tokio::test]
     async fn connections_and_messages_are_counted() {

@@ -13,7 +13,24 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::{layer::Series, service::RequestSize};
+use super::instruments::Series;
+
+/// How the request body's size is known.
+pub(crate) enum RequestSize {
+    /// Exact, from the body's size hint.
+    Exact(u64),
+    /// Counted as the body is read.
+    Counted(Arc<AtomicU64>),
+}
+
+impl RequestSize {
+    pub(crate) fn get(&self) -> u64 {
+        match self {
+            RequestSize::Exact(n) => *n,
+            RequestSize::Counted(n) => n.load(Ordering::Relaxed),
+        }
+    }
+}
 
 pin_project! {
     /// The request body seen by the service inside [`MetricsLayer`](super::MetricsLayer): the

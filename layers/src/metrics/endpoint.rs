@@ -1,10 +1,9 @@
-//! The `/metrics` endpoint: a Tower service that encodes a registry for Prometheus.
+//! [`MetricsService`]: the `/metrics` endpoint, a Tower service that encodes a registry for
+//! Prometheus.
 
 use std::{
     convert::Infallible,
-    fmt::Write as _,
     future::Future,
-    io::Write as _,
     pin::Pin,
     sync::{
         Arc,
@@ -23,103 +22,14 @@ use http::{
     },
 };
 use http_body_util::Full;
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
-    proto::{MetricFamily, MetricType},
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use super::MetricsError;
-
-/// `Content-Type` of the Prometheus text format 0.0.4.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// `Content-Type` of OpenMetrics 1.0.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The exposition format chosen for a scrape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Format {
-    /// Prometheus text format 0.0.4.
-    Text,
-    /// OpenMetrics 1.0 text (ends with `# EOF`).
-    OpenMetrics,
-}
-
-impl Format {
-    /// Picks the format an `Accept` header asks for: OpenMetrics when it is listed with a
-    /// quality at least that of any text/plain or wildcard range, the text format otherwise
-    /// (including for a missing or unparsable header).
-    ///
-    /// ```
-    /// use covet_layers::metrics::Format;
-    ///
-    /// let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-    /// assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
-    /// assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
-    /// assert_eq!(Format::negotiate(None), Format::Text);
-    /// ```
-    pub fn negotiate(accept: Option<&str>) -> Self {
-        let Some(accept) = accept else {
-            return Format::Text;
-        };
-        let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
-        for range in accept.split(',').take(32) {
-            let mut params = range.split(';');
-            let media = params.next().unwrap_or("").trim();
-            let q = quality(params);
-            if media.eq_ignore_ascii_case("application/openmetrics-text") {
-                openmetrics = openmetrics.max(q);
-            } else if media.eq_ignore_ascii_case("text/plain")
-                || media.eq_ignore_ascii_case("text/*")
-                || media == "*/*"
-            {
-                text = text.max(q);
-            }
-        }
-        if openmetrics > 0.0 && openmetrics >= text {
-            Format::OpenMetrics
-        } else {
-            Format::Text
-        }
-    }
-
-    /// The `Content-Type` of this format.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Text => TEXT_CONTENT_TYPE,
-            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-        }
-    }
-}
-
-/// The `q` parameter of a media range or coding (1 when absent, 0 when malformed).
-fn quality<'a>(params: impl Iterator<Item = &'a str>) -> f32 {
-    for param in params {
-        if let Some((name, value)) = param.split_once('=')
-            && name.trim().eq_ignore_ascii_case("q")
-        {
-            return match value.trim().parse::<f32>() {
-                Ok(q) if (0.0..=1.0).contains(&q) => q,
-                _ => 0.0,
-            };
-        }
-    }
-    1.0
-}
-
-fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    accept_encoding.is_some_and(|value| {
-        value.split(',').take(32).any(|coding| {
-            let mut params = coding.split(';');
-            let name = params.next().unwrap_or("").trim();
-            (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip"))
-                && quality(params) > 0.0
-        })
-    })
-}
+use super::{
+    MetricsError,
+    format::{Format, accepts_gzip, encode},
+};
 
 /// Serves a registry to Prometheus. See the [module docs](super).
 ///
@@ -155,7 +65,8 @@ pub struct MetricsServiceBuilder {
 
 impl MetricsServiceBuilder {
     /// Whether responses are gzip-compressed for clients that send `Accept-Encoding: gzip`
-    /// (Prometheus does).
+    /// (Prometheus does). Needs the `metrics-gzip` feature; without it, responses are never
+    /// compressed.
     ///
     /// Defaults to `true`.
     pub fn gzip(mut self, enabled: bool) -> Self {
@@ -282,6 +193,7 @@ impl Endpoint {
                 return self.failed();
             }
         };
+        #[cfg(feature = "metrics-gzip")]
         let body = if scrape.gzip { gzip_bytes(&body) } else { body };
         self.scrapes.inc();
         self.duration.observe(start.elapsed().as_secs_f64());
@@ -399,7 +311,9 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
         .with_header(CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
+#[cfg(feature = "metrics-gzip")]
 fn gzip_bytes(body: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(body.len() / 4),
         flate2::Compression::fast(),
@@ -444,7 +358,9 @@ impl<B> Service<Request<B>> for MetricsService {
         let scrape = Scrape {
             head: method == Method::HEAD,
             format: Format::negotiate(header(ACCEPT)),
-            gzip: self.shared.gzip && accepts_gzip(header(ACCEPT_ENCODING)),
+            gzip: cfg!(feature = "metrics-gzip")
+                && self.shared.gzip
+                && accepts_gzip(header(ACCEPT_ENCODING)),
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -465,255 +381,5 @@ impl<B> Service<Request<B>> for MetricsService {
                 ScrapeFuture::ready(response)
             }
         }
-    }
-}
-
-/// Encodes metric families in `format`.
-pub fn encode(families: &[MetricFamily], format: Format) -> Result<Vec<u8>, prometheus::Error> {
-    match format {
-        Format::Text => {
-            let mut out = Vec::with_capacity(16 * 1024);
-            TextEncoder::new().encode(families, &mut out)?;
-            Ok(out)
-        }
-        Format::OpenMetrics => Ok(encode_openmetrics(families).into_bytes()),
-    }
-}
-
-/// OpenMetrics 1.0 text: counters' families lose their `_total` suffix (their samples keep
-/// it), histograms gain the `+Inf` bucket, floats use the canonical forms, `# EOF` ends it.
-fn encode_openmetrics(families: &[MetricFamily]) -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    for family in families {
-        let name = family.name();
-        let (kind, base) = match family.get_field_type() {
-            MetricType::COUNTER => ("counter", name.strip_suffix("_total").unwrap_or(name)),
-            MetricType::GAUGE => ("gauge", name),
-            MetricType::HISTOGRAM => ("histogram", name),
-            MetricType::SUMMARY => ("summary", name),
-            MetricType::UNTYPED => ("unknown", name),
-        };
-        let _ = writeln!(out, "# TYPE {base} {kind}");
-        let _ = writeln!(out, "# HELP {base} {}", escape(family.help()));
-        for metric in family.get_metric() {
-            let labels: Vec<(&str, String)> = metric
-                .get_label()
-                .iter()
-                .map(|l| (l.name(), escape(l.value())))
-                .collect();
-            match family.get_field_type() {
-                MetricType::COUNTER => {
-                    let sample = format!("{base}_total");
-                    sample_line(
-                        &mut out,
-                        &sample,
-                        &labels,
-                        None,
-                        metric.get_counter().get_value(),
-                    );
-                }
-                MetricType::GAUGE => {
-                    sample_line(
-                        &mut out,
-                        base,
-                        &labels,
-                        None,
-                        metric.get_gauge().get_value(),
-                    );
-                }
-                MetricType::UNTYPED => {
-                    #[allow(deprecated)] // the plain (non-protobuf) model still has it
-                    let value = metric.get_untyped().get_value();
-                    sample_line(&mut out, base, &labels, None, value);
-                }
-                MetricType::HISTOGRAM => {
-                    let h = metric.get_histogram();
-                    let bucket = format!("{base}_bucket");
-                    let mut saw_inf = false;
-                    for b in h.get_bucket() {
-                        saw_inf |= b.upper_bound().is_infinite();
-                        let le = canonical_float(b.upper_bound());
-                        sample_line(
-                            &mut out,
-                            &bucket,
-                            &labels,
-                            Some(("le", &le)),
-                            b.cumulative_count() as f64,
-                        );
-                    }
-                    if !saw_inf {
-                        sample_line(
-                            &mut out,
-                            &bucket,
-                            &labels,
-                            Some(("le", "+Inf")),
-                            h.get_sample_count() as f64,
-                        );
-                    }
-                    sample_line(
-                        &mut out,
-                        &format!("{base}_count"),
-                        &labels,
-                        None,
-                        h.get_sample_count() as f64,
-                    );
-                    sample_line(
-                        &mut out,
-                        &format!("{base}_sum"),
-                        &labels,
-                        None,
-                        h.get_sample_sum(),
-                    );
-                }
-                MetricType::SUMMARY => {
-                    let s = metric.get_summary();
-                    for q in s.get_quantile() {
-                        let quantile = canonical_float(q.quantile());
-                        sample_line(
-                            &mut out,
-                            base,
-                            &labels,
-                            Some(("quantile", &quantile)),
-                            q.value(),
-                        );
-                    }
-                    sample_line(
-                        &mut out,
-                        &format!("{base}_count"),
-                        &labels,
-                        None,
-                        s.sample_count() as f64,
-                    );
-                    sample_line(
-                        &mut out,
-                        &format!("{base}_sum"),
-                        &labels,
-                        None,
-                        s.sample_sum(),
-                    );
-                }
-            }
-        }
-    }
-    out.push_str("# EOF\n");
-    out
-}
-
-fn sample_line(
-    out: &mut String,
-    name: &str,
-    labels: &[(&str, String)],
-    extra: Option<(&str, &str)>,
-    value: f64,
-) {
-    out.push_str(name);
-    if !labels.is_empty() || extra.is_some() {
-        out.push('{');
-        let mut first = true;
-        let all = labels.iter().map(|(n, v)| (*n, v.as_str())).chain(extra);
-        for (n, v) in all {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            let _ = write!(out, "{n}=\"{v}\"");
-        }
-        out.push('}');
-    }
-    out.push(' ');
-    out.push_str(&canonical_float(value));
-    out.push('\n');
-}
-
-/// Escapes `\`, `"` and line feeds, as OpenMetrics requires in label values and help text.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The canonical OpenMetrics form of a float (`1.0`, `0.005`, `1.0e+06`, `+Inf`, `NaN`), as
-/// Prometheus's own clients write it.
-fn canonical_float(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".into();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    let repr = format!("{value:?}");
-    if repr.contains('e') {
-        return repr.replace("e", "e+").replace("e+-", "e-");
-    }
-    match repr.find('.') {
-        Some(dot) if value > 0.0 && dot > 6 => {
-            let digits: String = repr.chars().filter(char::is_ascii_digit).collect();
-            let trimmed = digits.trim_end_matches('0');
-            let (first, rest) = trimmed.split_at(1);
-            let rest = if rest.is_empty() { "0" } else { rest };
-            format!("{first}.{rest}e+{:02}", dot - 1)
-        }
-        _ => repr,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn floats_take_their_canonical_openmetrics_form() {
-        let cases = [
-            (1.0, "1.0"),
-            (0.005, "0.005"),
-            (2.5, "2.5"),
-            (100.0, "100.0"),
-            (1_000_000.0, "1.0e+06"),
-            (10_000_000.0, "1.0e+07"),
-            (123_456_789.0, "1.23456789e+08"),
-            (0.0, "0.0"),
-            (-3.0, "-3.0"),
-            (f64::INFINITY, "+Inf"),
-            (f64::NAN, "NaN"),
-        ];
-        for (value, expected) in cases {
-            assert_eq!(canonical_float(value), expected, "{value}");
-        }
-    }
-
-    #[test]
-    fn accept_negotiation_follows_quality() {
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text; version=1.0.0")),
-            Format::OpenMetrics
-        );
-        assert_eq!(
-            Format::negotiate(Some("text/plain;q=1, application/openmetrics-text;q=0.5")),
-            Format::Text
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0")),
-            Format::Text
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=banana")),
-            Format::Text
-        );
-        assert_eq!(Format::negotiate(Some(",,;;=,")), Format::Text);
-        assert!(accepts_gzip(Some("deflate, gzip;q=0.8")));
-        assert!(!accepts_gzip(Some("gzip;q=0, br")));
-        assert!(!accepts_gzip(None));
-    }
-
-    #[test]
-    fn help_and_labels_are_escaped() {
-        assert_eq!(escape("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
     }
 }

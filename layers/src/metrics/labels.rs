@@ -234,6 +234,31 @@ fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
     haystack.len() >= prefix.len() && haystack[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
+/// The route label of a request, found before it is handled.
+pub(crate) enum MatchedRoute {
+    #[cfg(feature = "axum")]
+    Matched(axum::extract::MatchedPath),
+    Classified(Cow<'static, str>),
+}
+
+impl MatchedRoute {
+    pub(crate) fn find<C: ClassifyRoute>(parts: &Parts, classifier: &C) -> Option<Self> {
+        #[cfg(feature = "axum")]
+        if let Some(matched) = parts.extensions.get::<axum::extract::MatchedPath>() {
+            return Some(MatchedRoute::Matched(matched.clone()));
+        }
+        classifier.classify(parts).map(MatchedRoute::Classified)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            #[cfg(feature = "axum")]
+            MatchedRoute::Matched(matched) => matched.as_str(),
+            MatchedRoute::Classified(route) => route,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
-//! Prometheus metrics: RED metrics per route template, the `/metrics` endpoint, and the host,
-//! process, runtime and application metrics of covet's catalogue (see `METRICS.md`).
+//! Prometheus metrics: RED metrics per route template and the `/metrics` endpoint. The rest of
+//! covet's catalogue (application, WebSocket, host, process and runtime metrics) is in
+//! [`catalog`](crate::catalog); `METRICS.md` lists every family.
 //!
 //! Every metric is registered into a caller-supplied [`prometheus::Registry`]: there is no global
 //! registry, and two apps with two registries can live in one process.
@@ -24,7 +25,8 @@
 //! - Past [`max_label_sets`](MetricsLayerBuilder::max_label_sets) distinct label sets, new ones
 //!   are recorded under route `OVERFLOW` and counted as dropped.
 //!
-//! `/metrics` and paths under `/health` are not measured unless configured otherwise.
+//! `/metrics`, `/health` and the paths below it (`/health/ready`, not `/healthz`) are not
+//! measured unless configured otherwise.
 //!
 //! The handles of each label set are cached, so a request costs one short hash of the route and
 //! no formatting of label strings.
@@ -62,16 +64,19 @@
 mod body;
 mod endpoint;
 mod error;
+mod format;
+mod future;
+mod instruments;
 mod labels;
 mod layer;
+mod openmetrics;
 mod service;
 
 pub use body::{RequestBody, ResponseBody};
-pub use endpoint::{
-    DEFAULT_MAX_IN_FLIGHT, Format, MetricsService, MetricsServiceBuilder, OPENMETRICS_CONTENT_TYPE,
-    ScrapeFuture, TEXT_CONTENT_TYPE, encode,
-};
+pub use endpoint::{DEFAULT_MAX_IN_FLIGHT, MetricsService, MetricsServiceBuilder, ScrapeFuture};
 pub use error::MetricsError;
+pub use format::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode};
+pub use future::ResponseFuture;
 pub use labels::{
     ClassifyRoute, NoClassifier, ROUTE_NOT_FOUND, ROUTE_OVERFLOW, ROUTE_REDIRECTION, ROUTE_UNKNOWN,
     UserAgentClass,
@@ -79,11 +84,7 @@ pub use labels::{
 pub use layer::{
     DEFAULT_MAX_LABEL_SETS, DURATION_BUCKETS, MetricsLayer, MetricsLayerBuilder, SIZE_BUCKETS,
 };
-pub use service::{Metrics, ResponseFuture};
+pub use service::Metrics;
 
 #[cfg(test)]
 mod tests;
-
-pub mod app;
-pub mod system;
-pub mod websocket;

@@ -13,32 +13,7 @@ use super::*;
 
 /// The value of the sample `name{labels}` in the registry, if present.
 fn sample(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let (family_name, suffix) = ["_count", "_sum"]
-        .iter()
-        .find_map(|s| name.strip_suffix(s).map(|base| (base, *s)))
-        .filter(|(base, _)| registry.gather().iter().any(|f| f.name() == *base))
-        .unwrap_or((name, ""));
-    let families = registry.gather();
-    let family = families.iter().find(|f| f.name() == family_name)?;
-    let metric = family.get_metric().iter().find(|m| {
-        labels.len() == m.get_label().len()
-            && labels.iter().all(|(n, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *n && l.value() == *v)
-            })
-    })?;
-    Some(match (family.get_field_type(), suffix) {
-        (prometheus::proto::MetricType::COUNTER, _) => metric.get_counter().get_value(),
-        (prometheus::proto::MetricType::GAUGE, _) => metric.get_gauge().get_value(),
-        (prometheus::proto::MetricType::HISTOGRAM, "_sum") => {
-            metric.get_histogram().get_sample_sum()
-        }
-        (prometheus::proto::MetricType::HISTOGRAM, _) => {
-            metric.get_histogram().get_sample_count() as f64
-        }
-        _ => return None,
-    })
+    crate::test_support::sample_of(registry, name, labels)
 }
 
 /// The number of series (label sets) of a family.

@@ -1,4 +1,5 @@
-//! [`ResponseFuture`] and [`RateLimitBody`].
+//! [`ResponseFuture`]: the inner call, a short-circuit answer, or a wait for a remote store's
+//! decision.
 
 use std::{
     future::Future,
@@ -9,26 +10,18 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{
+    body::RateLimitBody,
     key::Key,
-    layer::Shared,
-    service::{Outcome, decided, is_grpc, unavailable},
-    store::DecisionFuture,
+    policy::Shared,
+    quota::ceil_secs,
+    response::{RateHeaders, is_grpc, problem_response, rate_headers, unavailable},
+    store::{Decision, DecisionFuture},
 };
-
-/// The rate-limit fields to add to a response: the numbers, written out with the response.
-#[derive(Debug)]
-pub(crate) struct RateHeaders {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) policy: usize,
-    pub(crate) remaining: u64,
-    pub(crate) reset: u64,
-}
 
 pin_project! {
     /// The response future of [`RateLimit`](super::RateLimit).
@@ -86,6 +79,7 @@ where
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(not(feature = "rate-limit-redis"), allow(dead_code))]
     pub(crate) fn waiting(
         decision: DecisionFuture,
         service: S,
@@ -197,85 +191,50 @@ where
     }
 }
 
-pin_project! {
-    /// The response body of [`RateLimit`](super::RateLimit): the inner service's body, or the
-    /// problem+json body of a 429, 503 or rejected request.
-    pub struct RateLimitBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
+/// Where a decision came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The configured store.
+    Store,
+    /// The local fallback, because the store failed.
+    Fallback,
 }
 
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Inner { #[pin] body: B },
-        Full { data: Option<Bytes> },
-    }
-}
-
-impl<B> RateLimitBody<B> {
-    fn inner(body: B) -> Self {
-        Self {
-            kind: Kind::Inner { body },
-        }
-    }
-
-    fn full(data: Bytes) -> Self {
-        Self {
-            kind: Kind::Full {
-                data: (!data.is_empty()).then_some(data),
-            },
-        }
-    }
-}
-
-impl<B: Default> Default for RateLimitBody<B> {
-    /// The inner body's default (what a short-circuiting outer layer creates).
-    fn default() -> Self {
-        Self::inner(B::default())
-    }
-}
-
-impl<B> std::fmt::Debug for RateLimitBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            Kind::Inner { .. } => f.write_str("RateLimitBody::Inner"),
-            Kind::Full { .. } => f.write_str("RateLimitBody::Full"),
-        }
-    }
-}
-
-impl<B> Body for RateLimitBody<B>
+/// Turns a decision into the inner call or a 429.
+pub(crate) fn decided<S, ReqBody, ResBody>(
+    service: &mut S,
+    shared: &Arc<Shared>,
+    index: usize,
+    decision: Decision,
+    req: Request<ReqBody>,
+    outcome: Outcome,
+) -> ResponseFuture<S, ReqBody>
 where
-    B: Body<Data = Bytes>,
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+    let policy = &shared.policies[index];
+    if decision.allowed {
+        match outcome {
+            Outcome::Store => policy.allowed.inc(),
+            Outcome::Fallback => policy.fail_open.inc(),
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Full { data } => data.is_none(),
+        let headers = rate_headers(shared, index, &decision);
+        ResponseFuture::inner(service.call(req), headers)
+    } else {
+        policy.limited.inc();
+        policy.exceeded.inc();
+        let mut response = problem_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            policy.limited_body.clone(),
+            is_grpc(req.headers()),
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(ceil_secs(decision.retry_after).max(1)),
+        );
+        if let Some(headers) = rate_headers(shared, index, &decision) {
+            headers.apply(response.headers_mut());
         }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-        }
+        ResponseFuture::early(response)
     }
 }

@@ -59,6 +59,7 @@ impl Key {
 
     /// The key as text for a Redis key name: IPs as written, other values hex-encoded so no
     /// client-chosen byte ends up in a key name.
+    #[cfg(feature = "rate-limit-redis")]
     pub(crate) fn write_redis(&self, out: &mut String) {
         use std::fmt::Write;
         match &self.0 {
@@ -73,6 +74,7 @@ impl Key {
     }
 }
 
+#[cfg(feature = "rate-limit-redis")]
 fn hex_into(out: &mut String, tag: &str, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push_str(tag);

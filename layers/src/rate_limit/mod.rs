@@ -84,10 +84,14 @@
 //! # }
 //! ```
 
+mod body;
+mod error;
 mod future;
 mod key;
 mod layer;
+mod policy;
 mod quota;
+mod response;
 mod service;
 pub mod store;
 
@@ -96,22 +100,21 @@ mod tests;
 
 use http::HeaderName;
 
+#[cfg(feature = "rate-limit-redis")]
+pub use self::store::{RedisStore, RedisStoreBuilder};
 pub use self::{
-    future::{RateLimitBody, ResponseFuture},
+    body::RateLimitBody,
+    error::RateLimitError,
+    future::ResponseFuture,
     key::{
         ClientIp, GlobalKey, HeaderKey, Key, KeyExtractor, PeerIp, client_ip, parse_forwarded,
         parse_x_forwarded_for_entry, peer_ip,
     },
-    layer::{
-        MissingKey, OnStoreError, Policy, RateLimitError, RateLimitLayer, RateLimitLayerBuilder,
-        STORE_DURATION_BUCKETS,
-    },
+    layer::{RateLimitLayer, RateLimitLayerBuilder},
+    policy::{MissingKey, OnStoreError, Policy, STORE_DURATION_BUCKETS},
     quota::{Quota, QuotaParseError},
     service::RateLimit,
-    store::{
-        Decision, ManualClock, MemoryStore, MemoryStoreBuilder, RedisStore, RedisStoreBuilder,
-        Store, StoreError,
-    },
+    store::{Decision, ManualClock, MemoryStore, MemoryStoreBuilder, Store, StoreError},
 };
 
 /// `ratelimit-policy` (IETF draft-10).

@@ -9,7 +9,7 @@ use http::HeaderValue;
 ///
 /// It is 128 random bits, base64-encoded (24 characters); put it in `<script nonce="…">`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct CspNonce([u8; NONCE_LEN]);
+pub struct CspNonce(pub(crate) [u8; NONCE_LEN]);
 
 pub(crate) const NONCE_LEN: usize = 24;
 

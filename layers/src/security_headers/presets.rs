@@ -42,7 +42,10 @@ pub(crate) const API: [(&str, &str); 5] = [
 
 /// The headers of the [`web`](super::SecurityHeadersLayer::web) preset: helmet 8's.
 pub(crate) const WEB: [(&str, &str); 13] = [
-    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "SAMEORIGIN"),
     ("content-security-policy", WEB_CONTENT_SECURITY_POLICY),

@@ -181,6 +181,7 @@ impl<'a> ShutdownBuilder<'a> {
 }
 
 #[derive(Debug)]
+#[cfg_attr(not(feature = "serve"), allow(dead_code))] // the server loop records the rest
 pub(crate) struct ShutdownMetrics {
     phase: IntGaugeVec,
     pub(crate) open_connections: IntGauge,
@@ -272,6 +273,7 @@ struct Inner {
     hooks: Mutex<Vec<Hook>>,
     in_flight: AtomicUsize,
     cancelled: AtomicUsize,
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     cancelled_recorded: AtomicBool,
     stopping_at: Mutex<Option<Instant>>,
     drain_duration: Mutex<Option<Duration>>,
@@ -490,12 +492,14 @@ impl Shutdown {
         }
     }
 
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn metrics(&self) -> Option<&ShutdownMetrics> {
         self.inner.metrics.as_ref()
     }
 
     /// Records that the drain deadline cut `requests` in-flight requests. Counted once, however
     /// many servers follow this coordinator (they all see the same in-flight count).
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn record_cancelled(&self, requests: usize) {
         if self.inner.cancelled_recorded.swap(true, Ordering::AcqRel) {
             return;
@@ -507,6 +511,7 @@ impl Shutdown {
     }
 
     /// Records the end of a server's drain.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn record_drained(&self) {
         let stopping_at = *self
             .inner

@@ -9,20 +9,15 @@
 //!    long-lived handlers (SSE, WebSockets) can end, and [`DrainLayer`] marks HTTP/1 responses
 //!    `Connection: close`. Connections are still accepted for the pre-stop delay (default 5 s)
 //!    so load balancers can stop sending traffic.
-//! 3. [`Phase::Stopping`]: [`serve`] closes its listener (new connections are refused), tells
-//!    every connection to finish (idle keep-alive connections close, HTTP/2 gets GOAWAY) and
-//!    waits for in-flight requests.
+//! 3. [`Phase::Stopping`]: the server loop (`covet_layers::serve`, feature `serve`) closes its
+//!    listener (new connections are refused), tells every connection to finish (idle
+//!    keep-alive connections close, HTTP/2 gets GOAWAY) and waits for in-flight requests.
 //! 4. At the drain deadline (default 30 s) the connections left are closed and their requests
 //!    counted as cancelled.
 //! 5. [`Shutdown::finish`]: [`Phase::Stopped`], then the hooks (flush telemetry, close pools) in
 //!    reverse registration order, each abandoned after its own timeout.
 //!
 //! A second signal exits the process at once (status 1) for an operator who will not wait.
-//!
-//! `axum::serve` and hyper-util's `GracefulShutdown` have no drain deadline: a stuck stream
-//! would hang the process. [`serve`] is built on hyper-util's connection builder and
-//! `GracefulShutdown`, adds the deadline, and serves HTTP/1 and HTTP/2 with the peer address in
-//! each request's extensions.
 //!
 //! Metrics (with [`ShutdownBuilder::metrics`]): `shutdown_phase{phase}`,
 //! `server_open_connections`, `server_in_flight_requests`, `shutdown_cancelled_requests_total`
@@ -71,34 +66,19 @@
 //! # }
 //! ```
 //!
-//! Serving an axum app and an admin app on one coordinator:
 //!
-//! ```no_run
-//! # async fn run(app: axum::Router, admin: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
-//! use covet_layers::shutdown::{Shutdown, serve};
-//!
-//! let shutdown = Shutdown::builder().build()?;
-//! shutdown.listen_for_signals()?;
-//! let api = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
-//! tokio::try_join!(serve(api, app, &shutdown), serve(admin_listener, admin, &shutdown))?;
-//! let report = shutdown.finish().await;
-//! # let _ = report;
-//! # Ok(())
-//! # }
-//! ```
+//! To serve HTTP with this coordinator, see `covet_layers::serve` (feature `serve`).
 
 mod coordinator;
 mod drain;
-mod serve;
 
 pub use coordinator::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HOOK_TIMEOUT, DEFAULT_PRE_STOP_DELAY, HookOutcome, Phase,
     Shutdown, ShutdownBuilder, ShutdownError, ShutdownReport,
 };
 pub use drain::{Drain, DrainLayer, ResponseFuture};
-pub use serve::{DEFAULT_HEADER_READ_TIMEOUT, ServeOptions, ServeReport, serve, serve_with};
 pub use tokio_util::sync::CancellationToken;
 
-#[cfg(test)]
+// The coordinator is exercised through the server loop, over real sockets.
+#[cfg(all(test, feature = "serve"))]
 mod tests;

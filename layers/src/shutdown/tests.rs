@@ -17,6 +17,7 @@ use tokio::{
 use tower::{Layer as _, ServiceBuilder, ServiceExt, service_fn};
 
 use super::*;
+use crate::serve::{ServeReport, serve};
 
 fn coordinator(pre_stop: u64, drain: u64) -> Shutdown {
     Shutdown::builder()
@@ -102,7 +103,6 @@ async fn in_flight_requests_finish_and_new_connections_are_refused_after_the_del
     assert_eq!(shutdown.phase(), Phase::Stopped);
 }
 
-#[cfg(feature = "metrics")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_longer_than_the_drain_timeout_is_cut_and_counted() {
     let registry = prometheus::Registry::new();
@@ -127,10 +127,7 @@ async fn a_request_longer_than_the_drain_timeout_is_cut_and_counted() {
     );
     let report = shutdown.finish().await;
     assert_eq!(report.cancelled_requests, 1);
-    let text = String::from_utf8(
-        crate::metrics::encode(&registry.gather(), crate::metrics::Format::Text).unwrap(),
-    )
-    .unwrap();
+    let text = crate::test_support::encode(&registry);
     assert!(
         text.contains("shutdown_cancelled_requests_total 1"),
         "{text}"

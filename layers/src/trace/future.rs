@@ -17,8 +17,8 @@ use opentelemetry::{
 use pin_project_lite::pin_project;
 
 use super::{
-    layer::Config,
-    service::{Route, method_attribute, route_str},
+    attributes::{Route, method_attribute, route_str, trace_id_value},
+    config::Config,
 };
 
 /// What the request log line needs, kept only for requests that are logged.
@@ -39,22 +39,6 @@ pin_project! {
         pub(crate) request_id: Option<HeaderValue>,
         pub(crate) log: Option<RequestLog>,
     }
-}
-
-/// Lower-case hex of a trace id, as a header value.
-fn trace_id_value(cx: &opentelemetry::Context) -> Option<HeaderValue> {
-    let otel_span = cx.span();
-    let span_context = otel_span.span_context();
-    if !span_context.is_valid() {
-        return None;
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 32];
-    for (i, byte) in span_context.trace_id().to_bytes().iter().enumerate() {
-        buf[2 * i] = HEX[usize::from(byte >> 4)];
-        buf[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-    }
-    HeaderValue::from_bytes(&buf).ok()
 }
 
 impl<F, B, E> Future for ResponseFuture<F>

@@ -5,41 +5,16 @@ use std::{borrow::Cow, fmt, sync::Arc};
 use http::HeaderName;
 use tower_layer::Layer;
 
-use super::service::Trace;
-
-/// The default response header carrying the trace id, `x-trace-id`.
-pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
-
-/// The paths left out of the request log by default: `/health` and everything under it, and
-/// `/metrics` (probes and scrapes would drown the log).
-pub const DEFAULT_LOG_EXCLUDED: [&str; 2] = ["/health", "/metrics"];
+use super::{
+    config::{Config, DEFAULT_LOG_EXCLUDED},
+    service::Trace,
+};
+use crate::headers::{X_REQUEST_ID, X_TRACE_ID};
 
 /// OpenTelemetry server spans for every request. See the [module docs](super).
 #[derive(Clone)]
 pub struct TraceLayer {
     pub(crate) config: Arc<Config>,
-}
-
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) trace_id_header: Option<HeaderName>,
-    pub(crate) untrusted_edge: bool,
-    pub(crate) request_log: bool,
-    pub(crate) log_excluded: Vec<Cow<'static, str>>,
-}
-
-impl Config {
-    /// Whether a request to `path` gets a request log line.
-    #[inline]
-    pub(crate) fn logs(&self, path: &str) -> bool {
-        self.request_log && !self.log_excluded.iter().any(|p| is_under(path, p))
-    }
-}
-
-/// `path` is `prefix` or below it (`/health`, `/health/ready`, but not `/healthy`).
-fn is_under(path: &str, prefix: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'))
 }
 
 impl TraceLayer {
@@ -49,6 +24,7 @@ impl TraceLayer {
         Self {
             config: Arc::new(Config {
                 trace_id_header: Some(X_TRACE_ID),
+                request_id_header: Some(X_REQUEST_ID),
                 untrusted_edge: false,
                 request_log: true,
                 log_excluded: DEFAULT_LOG_EXCLUDED
@@ -71,6 +47,19 @@ impl TraceLayer {
     /// Defaults to `x-trace-id`.
     pub fn trace_id_header(mut self, header: Option<HeaderName>) -> Self {
         self.config_mut().trace_id_header = header;
+        self
+    }
+
+    /// The request header holding the request id, recorded as the span's `request_id`
+    /// attribute, on the request log line and sent on by [`PropagateLayer`](super::PropagateLayer)
+    /// for client calls made while the request is handled. The request-id layer writes its
+    /// chosen id to this header, so place it before this layer; without it, an incoming value is
+    /// used only if it is safe ([`is_valid_request_id`](crate::headers::is_valid_request_id)).
+    /// `None` turns it off.
+    ///
+    /// Defaults to `x-request-id`.
+    pub fn request_id_header(mut self, header: Option<HeaderName>) -> Self {
+        self.config_mut().request_id_header = header;
         self
     }
 
@@ -118,6 +107,7 @@ impl fmt::Debug for TraceLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TraceLayer")
             .field("trace_id_header", &self.config.trace_id_header)
+            .field("request_id_header", &self.config.request_id_header)
             .field("untrusted_edge", &self.config.untrusted_edge)
             .field("request_log", &self.config.request_log)
             .field("log_excluded", &self.config.log_excluded)

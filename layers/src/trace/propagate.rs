@@ -17,10 +17,8 @@ use tower_service::Service;
 use tracing::{Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::service::{method_attribute, method_name, protocol_version};
-
-/// The default request-id header written on outgoing requests, `x-request-id`.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use super::attributes::{method_attribute, method_name, protocol_version};
+use crate::headers::X_REQUEST_ID;
 
 /// Traces outgoing requests made through any `Service<http::Request<B>>` (a hyper-util client,
 /// a tonic channel, reqwest through tower).

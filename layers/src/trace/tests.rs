@@ -86,11 +86,11 @@ fn otel_with(
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry()
         .with(level)
-        .with(telemetry::otel_layer(provider.tracer("test")))
-        .with(telemetry::json::IdsLayer)
+        .with(otel_layer(provider.tracer("test")))
+        .with(crate::telemetry::json::IdsLayer)
         .with(
             tracing_subscriber::fmt::layer()
-                .event_format(telemetry::json::JsonFormat)
+                .event_format(crate::telemetry::json::JsonFormat)
                 .with_writer(capture.clone()),
         );
     (

@@ -1,28 +1,17 @@
-//! Strict W3C `traceparent` validation and the extractor that hides a rejected trace context.
-
-use std::str::FromStr as _;
-
-use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::{
-    propagation::Extractor,
-    trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState},
-};
+//! Strict W3C `traceparent` validation (W3C Trace Context Level 1 and Level 2).
 
 /// The W3C `traceparent` header.
 pub const TRACEPARENT: &str = "traceparent";
 /// The W3C `tracestate` header.
 pub const TRACESTATE: &str = "tracestate";
 
-pub(crate) static TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
-pub(crate) static TRACESTATE_HEADER: HeaderName = HeaderName::from_static(TRACESTATE);
-pub(crate) static BAGGAGE_HEADER: HeaderName = HeaderName::from_static("baggage");
-
 /// Whether `value` is a well-formed W3C `traceparent` that may be continued.
 ///
 /// The form is `{version}-{trace-id}-{parent-id}-{flags}`: 2, 32, 16 and 2 **lower-case** hex
-/// digits. Rejected: version `ff`; an all-zero trace id or parent id; upper-case or non-hex
-/// digits; any field of the wrong length; a version `00` value with anything after the flags.
-/// A future version (`01`–`fe`) may carry more fields after a `-`, which are ignored.
+/// digits, with optional spaces and tabs around the value. Rejected: version `ff`; an all-zero
+/// trace id or parent id; upper-case or non-hex digits; any field of the wrong length; a
+/// version `00` value with anything after the flags. A future version (`01`–`fe`) may carry
+/// more fields after a `-`, which are ignored ("Versioning of traceparent").
 ///
 /// OpenTelemetry's own propagator parses the fields as numbers, so it accepts short fields
 /// (`00-abc-def-01`) and signs; the [`TraceLayer`](super::TraceLayer) checks with this function
@@ -70,10 +59,18 @@ fn lower_hex(digits: &[u8]) -> Option<u128> {
     (bad == 0).then_some(value)
 }
 
+/// The `sampled` trace flag (W3C Trace Context Level 1).
+pub(crate) const FLAG_SAMPLED: u8 = 0x01;
+/// The `random` trace flag: the trace id's right-most 7 bytes are random (W3C Trace Context
+/// Level 2). It is kept when a trace is continued.
+pub(crate) const FLAG_RANDOM: u8 = 0x02;
+
 /// The trace id, parent id and flags of a valid `traceparent` (see [`is_valid_traceparent`]),
-/// checked and decoded in one pass.
+/// checked and decoded in one pass. Of the flags, only those the specification defines
+/// (`sampled`, `random`) are kept: the others "MUST be set to zero".
 pub(crate) fn parse_traceparent(value: &[u8]) -> Option<(u128, u64, u8)> {
     const LEN: usize = 55;
+    let value = trim_ows(value);
     if value.len() < LEN {
         return None;
     }
@@ -94,56 +91,42 @@ pub(crate) fn parse_traceparent(value: &[u8]) -> Option<(u128, u64, u8)> {
             Some(b'-') => version != 0,
             Some(_) => false,
         };
-    valid.then_some((trace_id, parent_id as u64, flags as u8))
+    valid.then_some((
+        trace_id,
+        parent_id as u64,
+        flags as u8 & (FLAG_SAMPLED | FLAG_RANDOM),
+    ))
 }
 
-/// The remote span context of a parsed `traceparent` (see [`parse_traceparent`]), with the
-/// `tracestate` (an unparsable one is dropped), as OpenTelemetry's W3C propagator reads them:
-/// of the flags only `sampled` is kept.
-pub(crate) fn remote_span_context(
-    (trace_id, parent_id, flags): (u128, u64, u8),
-    tracestate: Option<&HeaderValue>,
-) -> SpanContext {
-    let trace_id = TraceId::from(trace_id);
-    let span_id = SpanId::from(parent_id);
-    let flags = TraceFlags::new(flags) & TraceFlags::SAMPLED;
-    let state = tracestate
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| TraceState::from_str(v).ok())
-        .unwrap_or_default();
-    SpanContext::new(trace_id, span_id, flags, true, state)
-}
-
-/// Reads request headers for a propagator, hiding `traceparent` and `tracestate` when the
-/// incoming trace context was rejected (so `baggage` is still read, the trace context never).
-pub(crate) struct RequestExtractor<'a> {
-    pub(crate) headers: &'a HeaderMap,
-    pub(crate) hide_trace_context: bool,
-}
-
-impl Extractor for RequestExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        if self.hide_trace_context
-            && (key.eq_ignore_ascii_case(TRACEPARENT) || key.eq_ignore_ascii_case(TRACESTATE))
-        {
-            return None;
-        }
-        let value = match key {
-            TRACEPARENT => self.headers.get(&TRACEPARENT_HEADER),
-            TRACESTATE => self.headers.get(&TRACESTATE_HEADER),
-            "baggage" => self.headers.get(&BAGGAGE_HEADER),
-            other => self.headers.get(other),
-        };
-        value.and_then(|v| v.to_str().ok())
+/// Optional white space around a header value: spaces and horizontal tabs.
+fn trim_ows(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
     }
-
-    fn keys(&self) -> Vec<&str> {
-        self.headers
-            .keys()
-            .map(|k| k.as_str())
-            .filter(|k| !(self.hide_trace_context && (*k == TRACEPARENT || *k == TRACESTATE)))
-            .collect()
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
     }
+    value
+}
+
+/// Writes a version-00 `traceparent` (the highest version this implementation knows, as
+/// "Versioning of traceparent" requires when continuing a later version).
+pub(crate) fn format_traceparent(trace_id: u128, span_id: u64, flags: u8) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 55];
+    out[..3].copy_from_slice(b"00-");
+    for i in 0..32 {
+        out[3 + i] = HEX[((trace_id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out[35] = b'-';
+    for i in 0..16 {
+        out[36 + i] = HEX[((span_id >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out[52] = b'-';
+    out[53] = HEX[usize::from(flags >> 4)];
+    out[54] = HEX[usize::from(flags & 0xf)];
+    // Every byte is an ASCII hex digit or a dash.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -187,43 +170,63 @@ mod tests {
         }
     }
 
-    /// The fast path reads a checked `traceparent` exactly as OpenTelemetry's W3C propagator
-    /// does.
     #[test]
-    fn the_fast_path_matches_the_w3c_propagator() {
-        use opentelemetry::{propagation::TextMapPropagator as _, trace::TraceContextExt as _};
-        use opentelemetry_sdk::propagation::TraceContextPropagator;
+    fn w3c_versioning_of_traceparent_future_versions_parse_the_known_fields() {
+        let cc = "cc-12345678901234567890123456789012-1234567890123456-01";
+        assert!(is_valid_traceparent(cc.as_bytes()));
+        assert!(is_valid_traceparent(
+            format!("{cc}-what-the-future-will-be-like").as_bytes()
+        ));
+        assert!(!is_valid_traceparent(
+            format!("{cc}.what-the-future-will-be-like").as_bytes()
+        ));
+        assert!(!is_valid_traceparent(
+            b"00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like"
+        ));
+        assert!(!is_valid_traceparent(
+            b"00-12345678901234567890123456789012-1234567890123456-01."
+        ));
+    }
 
-        let propagator = TraceContextPropagator::new();
-        for traceparent in [
-            VALID,
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
-            "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-03",
-            "00-00000000000000000000000000000001-0000000000000001-fe",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-future",
-        ] {
-            for tracestate in [
-                None,
-                Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
-                Some("=bad="),
-            ] {
-                let mut headers = HeaderMap::new();
-                headers.insert(&TRACEPARENT_HEADER, traceparent.parse().unwrap());
-                if let Some(state) = tracestate {
-                    headers.insert(&TRACESTATE_HEADER, state.parse().unwrap());
-                }
-                let extractor = RequestExtractor {
-                    headers: &headers,
-                    hide_trace_context: false,
-                };
-                let expected = propagator.extract(&extractor).span().span_context().clone();
-                assert!(expected.is_valid(), "{traceparent}");
-                let ours = remote_span_context(
-                    parse_traceparent(traceparent.as_bytes()).unwrap(),
-                    headers.get(&TRACESTATE_HEADER),
-                );
-                assert_eq!(ours, expected, "{traceparent} {tracestate:?}");
-            }
+    #[test]
+    fn w3c_header_values_may_have_white_space_around_them() {
+        for padded in [" {}", "\t{}", "{} ", "{}\t", "\t {} \t"] {
+            let value = padded.replace("{}", VALID);
+            assert!(is_valid_traceparent(value.as_bytes()), "{value:?}");
         }
+        assert!(!is_valid_traceparent(format!("{VALID}\n").as_bytes()));
+    }
+
+    #[test]
+    fn w3c_trace_flags_keep_sampled_and_random_and_zero_the_rest() {
+        let flags = |f: &str| {
+            parse_traceparent(
+                format!(
+                    "00-{}-00f067aa0ba902b7-{f}",
+                    "4bf92f3577b34da6a3ce929d0e0e4736"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+            .2
+        };
+        assert_eq!(flags("01"), FLAG_SAMPLED);
+        assert_eq!(flags("02"), FLAG_RANDOM);
+        assert_eq!(flags("03"), FLAG_SAMPLED | FLAG_RANDOM);
+        assert_eq!(flags("ff"), FLAG_SAMPLED | FLAG_RANDOM);
+        assert_eq!(flags("08"), 0);
+    }
+
+    #[test]
+    fn written_traceparents_are_version_00_and_read_back() {
+        let written = format_traceparent(0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, 3);
+        assert_eq!(
+            written,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"
+        );
+        assert_eq!(
+            parse_traceparent(written.as_bytes()),
+            Some((0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, 3))
+        );
     }
 }

@@ -14,12 +14,9 @@ use tracing_subscriber::Layer;
 ///
 /// The trace layer finds it in the current subscriber, asks the tracer's sampler first, and
 /// fills in the span's attributes only when the span is recorded, so an unsampled request costs
-/// a sampling decision and two ids instead of a whole span. [`telemetry::otel_layer`] and
-/// [`telemetry::init`] install it next to `tracing-opentelemetry`; with neither (nor this layer)
-/// installed, the trace layer starts no OpenTelemetry span.
-///
-/// [`telemetry::otel_layer`]: super::telemetry::otel_layer
-/// [`telemetry::init`]: super::telemetry::init
+/// a sampling decision and two ids instead of a whole span. [`otel_layer`](super::otel_layer)
+/// and `covet_layers::telemetry::init` install it next to `tracing-opentelemetry`; with neither
+/// (nor this layer) installed, the trace layer starts no OpenTelemetry span.
 #[derive(Clone, Debug)]
 pub struct ServerTracer {
     tracer: SdkTracer,

@@ -1,14 +1,16 @@
-//! Where GCRA state lives: [`MemoryStore`] (one process) or [`RedisStore`] (shared by replicas).
+//! Where GCRA state lives: [`MemoryStore`] (one process) or `RedisStore` (shared by replicas;
+//! feature `rate-limit-redis`).
 
 pub mod memory;
+#[cfg(feature = "rate-limit-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit-redis")))]
 pub mod redis;
 
 use std::{future::Future, pin::Pin, time::Duration};
 
-pub use self::{
-    memory::{ManualClock, MemoryStore, MemoryStoreBuilder},
-    redis::{RedisStore, RedisStoreBuilder},
-};
+pub use self::memory::{ManualClock, MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "rate-limit-redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 
 /// The verdict of a store on one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +39,7 @@ pub enum StoreError {
     #[error("rate-limit store: must be built inside a Tokio runtime")]
     NoRuntime,
     /// Redis answered with an error or the connection failed.
+    #[cfg(feature = "rate-limit-redis")]
     #[error("rate-limit store: redis: {0}")]
     Redis(#[from] ::redis::RedisError),
 }
@@ -53,6 +56,7 @@ pub struct Store(pub(crate) StoreKind);
 #[derive(Clone, Debug)]
 pub(crate) enum StoreKind {
     Memory(MemoryStore),
+    #[cfg(feature = "rate-limit-redis")]
     Redis(RedisStore),
 }
 
@@ -61,6 +65,7 @@ impl Store {
     pub(crate) fn memory(&self) -> &MemoryStore {
         match &self.0 {
             StoreKind::Memory(m) => m,
+            #[cfg(feature = "rate-limit-redis")]
             StoreKind::Redis(r) => r.fallback(),
         }
     }
@@ -78,6 +83,7 @@ impl From<MemoryStore> for Store {
     }
 }
 
+#[cfg(feature = "rate-limit-redis")]
 impl From<RedisStore> for Store {
     fn from(store: RedisStore) -> Self {
         Store(StoreKind::Redis(store))

@@ -75,28 +75,16 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// A builder over a new pool for `url` (`redis://127.0.0.1:6379`). No connection is made
-    /// until the first decision. Call it inside a Tokio runtime (the pool starts its reaper
-    /// task); outside one it returns [`StoreError::NoRuntime`].
-    pub fn builder(url: &str) -> Result<RedisStoreBuilder, StoreError> {
-        tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime)?;
-        let manager = RedisConnectionManager::new(url)?;
-        let pool = bb8::Pool::builder()
-            .max_size(16)
-            .connection_timeout(DEFAULT_TIMEOUT)
-            .build_unchecked(manager);
-        Ok(Self::with_pool(pool))
+    /// A builder over a new pool for `url` (`redis://127.0.0.1:6379`), made by
+    /// [`build`](RedisStoreBuilder::build). No connection is made until the first decision.
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(Source::Url(url.into()))
     }
 
     /// A builder over a pool the application already has. Keep its `test_on_check_out` on
     /// (bb8's default) so broken connections are replaced.
     pub fn with_pool(pool: Pool) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            pool,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            fallback: None,
-        }
+        RedisStoreBuilder::new(Source::Pool(pool))
     }
 
     /// The local store used when Redis cannot decide and the policy fails open.
@@ -155,9 +143,15 @@ impl RedisStore {
     }
 }
 
+/// Where the store's connections come from.
+enum Source {
+    Url(String),
+    Pool(Pool),
+}
+
 /// Configures a [`RedisStore`]. Created by [`RedisStore::builder`] or [`RedisStore::with_pool`].
 pub struct RedisStoreBuilder {
-    pool: Pool,
+    source: Source,
     prefix: String,
     timeout: Duration,
     fallback: Option<MemoryStore>,
@@ -173,6 +167,15 @@ impl fmt::Debug for RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            fallback: None,
+        }
+    }
+
     /// The prefix of every key this store writes (`{prefix}{policy}:{key}`). Replicas that
     /// share limits must use the same prefix.
     ///
@@ -199,11 +202,24 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Builds the store.
-    pub fn build(self) -> RedisStore {
-        RedisStore {
+    /// Builds the store. With a URL, checks it and creates the pool: call it inside a Tokio
+    /// runtime (the pool starts its reaper task); outside one it returns
+    /// [`StoreError::NoRuntime`], and an unparsable URL [`StoreError::Redis`].
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        let pool = match self.source {
+            Source::Pool(pool) => pool,
+            Source::Url(url) => {
+                tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime)?;
+                let manager = RedisConnectionManager::new(url.as_str())?;
+                bb8::Pool::builder()
+                    .max_size(16)
+                    .connection_timeout(DEFAULT_TIMEOUT)
+                    .build_unchecked(manager)
+            }
+        };
+        Ok(RedisStore {
             inner: Arc::new(Inner {
-                pool: self.pool,
+                pool,
                 script: redis::Script::new(SCRIPT),
                 prefix: self.prefix,
                 timeout: self.timeout,
@@ -211,6 +227,6 @@ impl RedisStoreBuilder {
                     .fallback
                     .unwrap_or_else(|| MemoryStore::builder().max_keys(100_000).build()),
             }),
-        }
+        })
     }
 }
