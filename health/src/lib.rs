@@ -61,15 +61,21 @@
 
 mod check;
 pub mod checks;
+mod error;
+mod metrics;
+mod probe;
+mod registration;
 mod registry;
+mod report;
 pub mod service;
+mod slot;
 mod status;
 
 pub use check::HealthCheck;
-pub use registry::{
-    BackgroundRefresh, BuildError, CheckRegistration, ComponentHealth, HealthRegistry,
-    HealthRegistryBuilder, HealthReport, MAX_CHECK_NAME_LEN, Probe, READINESS_STATE, Readiness,
-    STARTUP_STATE,
-};
+pub use error::BuildError;
+pub use probe::{MAX_CHECK_NAME_LEN, Probe, READINESS_STATE, STARTUP_STATE};
+pub use registration::CheckRegistration;
+pub use registry::{BackgroundRefresh, HealthRegistry, HealthRegistryBuilder, Readiness};
+pub use report::{ComponentHealth, HealthReport};
 pub use service::{HealthService, ShowDetails};
 pub use status::{Health, Status};

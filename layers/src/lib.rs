@@ -61,6 +61,11 @@ macro_rules! inner_service_accessors {
 pub(crate) use inner_service_accessors;
 
 pub mod headers;
+
+/// The `prometheus` crate covet-layers registers its metrics with, so an app can name the same
+/// `Registry` type without depending on a second copy.
+#[cfg(any(feature = "metrics", feature = "rate-limit", feature = "shutdown"))]
+pub use prometheus;
 #[cfg(any(feature = "metrics", feature = "trace"))]
 mod path;
 #[cfg(test)]

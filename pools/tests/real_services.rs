@@ -70,39 +70,66 @@ fn family(registry: &Registry, name: &str) -> Option<MetricFamily> {
     registry.gather().into_iter().find(|f| f.name() == name)
 }
 
-/// The metric of `name` whose labels include all of `labels`.
-fn metric(
-    registry: &Registry,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<prometheus::proto::Metric> {
-    family(registry, name)?
-        .get_metric()
-        .iter()
-        .find(|m| {
-            labels.iter().all(|(k, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *k && l.value() == *v)
-            })
+/// One sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// The samples of the registry's text exposition. Read from the text so
+/// the tests hold whether or not prometheus's `protobuf` feature is on.
+fn samples(registry: &Registry) -> Vec<Sample> {
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut text)
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, labels)) => (name, labels.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            // Label values written by the pools are plain (no quotes, commas or escapes).
+            let labels = labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').expect("label=value");
+                    (k.to_owned(), v.trim_matches('"').to_owned())
+                })
+                .collect();
+            (name.to_owned(), labels, value.parse().expect("a number"))
         })
-        .cloned()
+        .collect()
+}
+
+/// The value of the first sample of `name` whose labels include all of `labels`.
+fn sample(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(registry)
+        .into_iter()
+        .find(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, _, value)| value)
 }
 
 fn counter(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric(registry, name, labels).map_or(0.0, |m| m.get_counter().get_value())
+    sample(registry, name, labels).unwrap_or(0.0)
 }
 
 fn gauge(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric(registry, name, labels).map_or(f64::NAN, |m| m.get_gauge().get_value())
+    sample(registry, name, labels).unwrap_or(f64::NAN)
 }
 
 /// (count, sum) of a histogram.
 fn histogram(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> (u64, f64) {
-    metric(registry, name, labels).map_or((0, 0.0), |m| {
-        let h = m.get_histogram();
-        (h.get_sample_count(), h.get_sample_sum())
-    })
+    (
+        sample(registry, &format!("{name}_count"), labels).unwrap_or(0.0) as u64,
+        sample(registry, &format!("{name}_sum"), labels).unwrap_or(0.0),
+    )
 }
 
 #[tokio::test]

@@ -25,9 +25,9 @@
 //! assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE));
 //! drop(conn);
 //!
-//! let families = registry.gather();
-//! let transactions = families.iter().find(|f| f.name() == "db_transactions_total").unwrap();
-//! assert_eq!(transactions.get_metric()[0].get_counter().get_value(), 1.0);
+//! let mut text = Vec::new();
+//! prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut text)?;
+//! assert!(String::from_utf8(text)?.contains("db_transactions_total{outcome=\"commit\",pool_name=\"primary\"} 1\n"));
 //! # Ok(())
 //! # }
 //! ```

@@ -20,8 +20,9 @@
 //! assert_eq!(count, 1);
 //! cache.del(&key).await?;
 //!
-//! let hits = registry.gather().into_iter().find(|f| f.name() == "cache_hits_total").unwrap();
-//! assert_eq!(hits.get_metric()[0].get_counter().get_value(), 1.0);
+//! let mut text = Vec::new();
+//! prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut text)?;
+//! assert!(String::from_utf8(text)?.contains("\ncache_hits_total 1\n"));
 //! # Ok(())
 //! # }
 //! ```
