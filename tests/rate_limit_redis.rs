@@ -209,9 +209,11 @@ impl Proxy {
 async fn redis_down_fails_open_or_closed_per_policy_and_comes_back() {
     assert_redis_reachable().await;
     let proxy = Proxy::start().await;
+    // The circuit breaker stays out of this test (it has its own below).
     let store = RedisStore::builder(proxy.url())
         .prefix(unique_prefix("outage"))
         .timeout(Duration::from_millis(100))
+        .circuit_breaker(1_000, Duration::from_secs(1))
         .build()
         .unwrap();
     let registry = Registry::new();
@@ -273,6 +275,112 @@ async fn redis_down_fails_open_or_closed_per_policy_and_comes_back() {
     assert!(rate.starts_with(r#""open";r=998;t="#), "{rate}");
     let login = svc.clone().oneshot(request("/login")).await.unwrap();
     assert_eq!(login.status(), 200);
+    proxy.stop();
+}
+
+/// Log lines written while a test runs on this thread.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_open_circuit_decides_at_once_until_a_probe_finds_redis_again() {
+    assert_redis_reachable().await;
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    // A "Redis" that accepts connections and never answers: every decision waits the timeout.
+    let hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let black_hole = tokio::spawn(async move {
+        while let Ok((stream, _)) = hole.accept().await {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let proxy = Proxy {
+        addr: hole_addr,
+        tasks: Arc::default(),
+    };
+    let timeout = Duration::from_millis(600);
+    let store = RedisStore::builder(proxy.url())
+        .prefix(unique_prefix("breaker"))
+        .timeout(timeout)
+        .circuit_breaker(3, Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let registry = Registry::new();
+    let layer = RateLimitLayer::builder(Policy::new("open", Quota::per_hour(1000)))
+        .key(GlobalKey)
+        .store(store)
+        .build(&registry)
+        .unwrap();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(ok));
+    let fail_open = r#"rate_limit_decisions_total{outcome="fail_open",policy="open"}"#;
+    let allowed = r#"rate_limit_decisions_total{outcome="allowed",policy="open"}"#;
+    let errors = r#"rate_limit_store_errors_total{store="redis"}"#;
+
+    // Three decisions ask Redis, get no answer, and fail open.
+    for _ in 0..3 {
+        let response = svc.clone().oneshot(request("/")).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(sample(&registry, errors), 3.0);
+    assert!(
+        logs.text().contains("rate-limit store keeps failing"),
+        "{}",
+        logs.text()
+    );
+    // The circuit is open: the next ones are decided locally without asking Redis (so
+    // without waiting for its timeout).
+    for _ in 0..20 {
+        let response = svc.clone().oneshot(request("/")).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(sample(&registry, errors), 3.0, "Redis was not asked");
+    assert_eq!(sample(&registry, fail_open), 23.0);
+
+    // Redis comes back at the same address; after the cool-down a probe finds it.
+    black_hole.abort();
+    held.lock().unwrap().clear();
+    drop(black_hole.await);
+    proxy.restart().await;
+    let mut back = false;
+    for _ in 0..60 {
+        svc.clone().oneshot(request("/")).await.unwrap();
+        if sample(&registry, allowed) >= 1.0 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "decisions did not go back to Redis");
+    assert!(
+        logs.text().contains("rate-limit store answers again"),
+        "{}",
+        logs.text()
+    );
     proxy.stop();
 }
 

@@ -11,13 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_RS = ROOT / "example-server" / "src" / "config.rs"
 LAYERS_SRC = ROOT / "layers" / "src"
 
-# Settings being added to config.rs at the time of writing, with their defaults. Remove an entry
-# once config.rs declares it (names found in config.rs win anyway).
-PENDING = {
-    "COVET_IDLE_TIMEOUT": "75s",       # keep-alive idle limit; > every proxy's upstream keep-alive
-    "COVET_BODY_READ_TIMEOUT": "30s",
-    "COVET_MAX_CONNECTIONS": None,     # API port; the admin port keeps its own reserve
-}
+# Settings a deploy file may use before config.rs declares them (none now; config.rs wins).
+PENDING = {}
 
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 

@@ -46,9 +46,17 @@ pub struct Config {
     #[arg(long, env = "COVET_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
 
-    /// Bearer token required by the write endpoints (`POST`/`DELETE /api/notes`); none by default.
+    /// Bearer token required by the write endpoints (`POST`/`DELETE /api/notes`). Without it the
+    /// write endpoints are open to anyone who can reach the API port: set it outside
+    /// development.
     #[arg(long, env = "COVET_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+
+    /// Peers (comma-separated CIDRs) whose `traceparent`, `tracestate` and `baggage` are
+    /// continued; from every other peer a request starts a new trace that links to the
+    /// caller's. Empty by default: the API port is an untrusted edge.
+    #[arg(long, env = "COVET_TRUSTED_TRACE_SOURCES", value_delimiter = ',')]
+    pub trusted_trace_sources: Vec<String>,
 
     /// Log format: `json`, `pretty`, or `auto` (pretty on a terminal, JSON otherwise).
     #[arg(long, env = "COVET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
@@ -62,10 +70,38 @@ pub struct Config {
     #[arg(long, env = "COVET_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
-    /// How long a client may take to send a request head before its connection is closed
-    /// (slow-loris protection; e.g. `30s`).
+    /// How long a client may take to send a request head before its connection is closed: from
+    /// connecting to its first complete request head, and from the first byte of each later
+    /// head (slow-loris protection; e.g. `30s`).
     #[arg(long, env = "COVET_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// How long an idle keep-alive connection (HTTP/1 between requests, HTTP/2 without a
+    /// stream) stays open. Keep it longer than every proxy's upstream keep-alive timeout
+    /// (ALB, NGINX and ingress-nginx default to 60 s), so the proxy always closes first.
+    #[arg(long, env = "COVET_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How long a request body may take to arrive after its head; a slower body fails (400)
+    /// (e.g. `30s`).
+    #[arg(long, env = "COVET_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// The most connections the API port holds open at once; past it new ones are closed at
+    /// once. `auto` (the default) takes three quarters of the open-file limit less a reserve
+    /// for the admin port, the pools and files, so the admin port keeps answering.
+    #[arg(long, env = "COVET_MAX_CONNECTIONS", default_value = "auto", value_parser = parse_max_connections)]
+    pub max_connections: MaxConnections,
+
+    /// The most connections the admin port holds open at once (probes and scrapes need few);
+    /// `auto`'s API cap leaves room for them.
+    #[arg(long, env = "COVET_ADMIN_MAX_CONNECTIONS", default_value_t = DEFAULT_ADMIN_MAX_CONNECTIONS)]
+    pub admin_max_connections: usize,
+
+    /// The largest request head the API accepts, in bytes (larger heads get 431). Bounds the
+    /// memory an unfinished head holds.
+    #[arg(long, env = "COVET_MAX_HEADER_BYTES", default_value_t = covet_layers::serve::DEFAULT_MAX_HEADER_BYTES)]
+    pub max_header_bytes: usize,
 
     /// A one-shot command instead of serving.
     #[command(subcommand)]
@@ -83,6 +119,53 @@ pub enum Command {
         timeout: Duration,
     },
 }
+
+/// The API port's connection cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxConnections {
+    /// From the process's open-file limit.
+    Auto,
+    /// This many.
+    Limit(usize),
+}
+
+/// Parses `auto` or a positive number of connections.
+pub fn parse_max_connections(text: &str) -> Result<MaxConnections, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("auto") {
+        return Ok(MaxConnections::Auto);
+    }
+    match text.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!(
+            "`{text}` is not `auto` or a number of connections of at least 1"
+        )),
+        Ok(n) => Ok(MaxConnections::Limit(n)),
+    }
+}
+
+/// The default cap on the admin port's connections: probes and scrapes need few.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 128;
+
+/// File descriptors kept out of `auto`'s API cap besides the admin port's: the pools, log and
+/// metric files, and headroom for accepting and closing over-cap connections.
+pub const DESCRIPTOR_RESERVE: u64 = 128;
+
+impl MaxConnections {
+    /// The cap for an open-file limit of `nofile`, with `admin` descriptors for the admin port.
+    pub fn resolve(self, nofile: u64, admin: usize) -> usize {
+        match self {
+            Self::Limit(n) => n,
+            Self::Auto => {
+                let spare = nofile.saturating_sub(DESCRIPTOR_RESERVE + admin as u64);
+                (spare * 3 / 4).max(16) as usize
+            }
+        }
+    }
+}
+
+/// The longest duration any setting takes: one day. Longer values are refused at start-up
+/// rather than overflow a deadline later.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Where rate-limit state lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,10 +226,54 @@ impl Config {
                 "--rate-limit-max-keys (COVET_RATE_LIMIT_MAX_KEYS) must be at least 1".into(),
             );
         }
-        if self.header_read_timeout.is_zero() {
+        let durations = [
+            (
+                "--pre-stop-delay (COVET_PRE_STOP_DELAY)",
+                self.pre_stop_delay,
+                true,
+            ),
+            (
+                "--drain-timeout (COVET_DRAIN_TIMEOUT)",
+                self.drain_timeout,
+                false,
+            ),
+            (
+                "--header-read-timeout (COVET_HEADER_READ_TIMEOUT)",
+                self.header_read_timeout,
+                false,
+            ),
+            (
+                "--idle-timeout (COVET_IDLE_TIMEOUT)",
+                self.idle_timeout,
+                false,
+            ),
+            (
+                "--body-read-timeout (COVET_BODY_READ_TIMEOUT)",
+                self.body_read_timeout,
+                false,
+            ),
+        ];
+        for (flag, value, zero_ok) in durations {
+            if value.is_zero() && !zero_ok {
+                return Err(format!("{flag} must be longer than 0"));
+            }
+            if value > MAX_DURATION {
+                return Err(format!(
+                    "{flag} must be at most 24h, not {}",
+                    humantime::format_duration(value)
+                ));
+            }
+        }
+        if self.admin_max_connections == 0 {
             return Err(
-                "--header-read-timeout (COVET_HEADER_READ_TIMEOUT) must be longer than 0".into(),
+                "--admin-max-connections (COVET_ADMIN_MAX_CONNECTIONS) must be at least 1".into(),
             );
+        }
+        if self.max_header_bytes < covet_layers::serve::MIN_MAX_HEADER_BYTES {
+            return Err(format!(
+                "--max-header-bytes (COVET_MAX_HEADER_BYTES) must be at least {}",
+                covet_layers::serve::MIN_MAX_HEADER_BYTES
+            ));
         }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err(format!(
@@ -163,6 +290,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn auto_connection_caps_leave_room_below_the_open_file_limit() {
+        let admin = DEFAULT_ADMIN_MAX_CONNECTIONS;
+        assert_eq!(MaxConnections::Auto.resolve(1024, admin), 576);
+        assert!(MaxConnections::Auto.resolve(1024, admin) + admin < 1024);
+        assert_eq!(MaxConnections::Auto.resolve(100, admin), 16);
+        assert_eq!(MaxConnections::Limit(7).resolve(1024, admin), 7);
+    }
+
+    #[test]
     fn defaults_are_the_embedded_mode() {
         let config = Config::try_parse_from(["covet-server"]).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
@@ -171,6 +307,10 @@ mod tests {
         assert_eq!(config.drain_timeout, Duration::from_secs(30));
         assert_eq!(config.rate_limit_store, RateLimitStore::Memory);
         assert_eq!(config.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(config.idle_timeout, Duration::from_secs(75));
+        assert_eq!(config.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_connections, MaxConnections::Auto);
+        assert_eq!(config.max_header_bytes, 32 * 1024);
         assert_eq!(config.rate_limit_max_keys, 2_000_000);
         // The URLs come from the environment when set there (the test suite sets them).
         assert_eq!(config.database_url, std::env::var("DATABASE_URL").ok());
@@ -223,6 +363,20 @@ mod tests {
                 .validate()
                 .unwrap_err()
                 .contains("--header-read-timeout")
+        );
+        let config =
+            Config::try_parse_from(["covet-server", "--drain-timeout", "500000000000years"])
+                .unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.contains("--drain-timeout") && err.contains("24h"),
+            "{err}"
+        );
+        let config = Config::try_parse_from(["covet-server", "--idle-timeout", "0s"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("--idle-timeout"));
+        assert!(
+            Config::try_parse_from(["covet-server", "--max-connections", "0"]).is_err(),
+            "0 connections is refused by the parser"
         );
         let config =
             Config::try_parse_from(["covet-server", "--rate-limit-max-keys", "0"]).unwrap();

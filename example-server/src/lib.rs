@@ -3,9 +3,10 @@
 //!
 //! [`Server::build`] wires every covet piece together from a [`Config`]:
 //!
-//! - the API router, with the covet layers in **one** `ServiceBuilder`, outermost first, in the
-//!   order of the design: drain → request id → trace → metrics → rate limit → security
-//!   headers → routes;
+//! - the API router, with the covet layers in **one** `ServiceBuilder`, outermost first:
+//!   security headers → drain → request id → trace → metrics → rate limit → routes. The
+//!   headers layer is outermost so the drain layer's 503 and the rate limiter's 429 carry the
+//!   security headers too;
 //! - the admin router: `/metrics` and `/health*`;
 //! - the health registry, whose readiness the shutdown coordinator flips when draining starts;
 //! - the shutdown coordinator, followed by both listeners.
@@ -24,14 +25,14 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use covet_health::{HealthRegistry, checks::DiskSpaceCheck};
+use covet_health::{CheckRegistration, HealthRegistry, checks::DiskSpaceCheck};
 use covet_layers::{
     catalog::{app::AppMetrics, system::SystemMetrics},
     metrics::{MetricsLayer, MetricsService},
     rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore},
     request_id::{RequestId, RequestIdLayer},
     security_headers::SecurityHeadersLayer,
-    serve::{ServeOptions, serve_with},
+    serve::{ServeOptions, serve_until, serve_with},
     shutdown::{DrainLayer, Shutdown, ShutdownReport},
     trace::TraceLayer,
 };
@@ -46,6 +47,13 @@ use notes::{NewNote, Notes, NotesError};
 
 /// The longest `GET /api/slow` wait accepted, in milliseconds.
 pub const MAX_SLOW_MS: u64 = 60_000;
+
+/// How often the health checks run in the background, so `health_check_status` and
+/// `health_check_duration_seconds` exist (and stay fresh) without any probe asking.
+pub const HEALTH_REFRESH: Duration = Duration::from_secs(10);
+
+/// The largest `POST /api/notes` body read: a note at its size limits fits several times over.
+pub const MAX_NOTE_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +96,8 @@ pub struct Server {
     health: HealthRegistry,
     registry: Registry,
     notes: Notes,
-    serve_options: ServeOptions,
+    api_options: ServeOptions,
+    admin_options: ServeOptions,
 }
 
 impl Server {
@@ -136,16 +145,43 @@ impl Server {
             None => None,
         };
 
+        let mut notes = match &db {
+            Some(db) => Notes::postgres(db.clone()),
+            None => Notes::memory(),
+        };
+        if let Some(cache) = &cache {
+            notes = notes.with_cache(cache.clone());
+        }
         let mut health = HealthRegistry::builder().metrics(&registry).register(
-            covet_health::CheckRegistration::new("disk", DiskSpaceCheck::new("."))
+            CheckRegistration::new("disk", DiskSpaceCheck::new("."))
                 .readiness()
                 .non_critical(),
         );
         if let Some(db) = &db {
             health = health.readiness("db", db.health_check());
+            // The database answering is not enough: notes need their tables.
+            let schema = notes.clone();
+            health = health.readiness("notes", move || {
+                let ready = schema.is_ready();
+                async move {
+                    if ready {
+                        covet_health::Health::up()
+                    } else {
+                        covet_health::Health::down()
+                            .with_detail("error", "the notes schema is not created yet")
+                    }
+                }
+            });
         }
         if let Some(cache) = &cache {
-            health = health.readiness("redis", cache.health_check());
+            // Redis is a cache (and, with --rate-limit-store redis, a fail-open limiter): losing
+            // it slows requests but breaks none, so it is reported, not a reason to take every
+            // replica out of the load balancer at once.
+            health = health.register(
+                CheckRegistration::new("redis", cache.health_check())
+                    .readiness()
+                    .non_critical(),
+            );
         }
         let health = health
             .build()
@@ -163,26 +199,33 @@ impl Server {
         let rate_limit = rate_limit_layer(config, &registry)?;
         let metrics_service = MetricsService::new(&registry).map_err(metrics_err)?;
 
-        let mut notes = match db {
-            Some(db) => Notes::postgres(db),
-            None => Notes::memory(),
-        };
-        if let Some(cache) = cache {
-            notes = notes.with_cache(cache);
-        }
         let state = AppState {
             notes: notes.clone(),
             app_metrics,
             api_token: config.api_token.as_deref().map(Arc::from),
         };
+        let trusted_proxies = cidrs(
+            "--trusted-proxies (COVET_TRUSTED_PROXIES)",
+            &config.trusted_proxies,
+        )?;
+        let trace_sources = cidrs(
+            "--trusted-trace-sources (COVET_TRUSTED_TRACE_SOURCES)",
+            &config.trusted_trace_sources,
+        )?;
+        // The API port is an untrusted edge: a client's trace context becomes a link, unless
+        // it comes from a configured trace source; client.address is the resolved client.
+        let trace = TraceLayer::new()
+            .untrusted_edge(true)
+            .trusted_context_sources(trace_sources)
+            .trusted_proxies(trusted_proxies);
         let api_router = api_router(state).layer(
             ServiceBuilder::new()
+                .layer(SecurityHeadersLayer::api())
                 .layer(DrainLayer::new(&shutdown))
                 .layer(RequestIdLayer::new())
-                .layer(TraceLayer::new())
+                .layer(trace)
                 .layer(metrics_layer)
-                .layer(rate_limit)
-                .layer(SecurityHeadersLayer::api()),
+                .layer(rate_limit),
         );
         let health_service = health.service();
         let admin_router = Router::new()
@@ -192,6 +235,29 @@ impl Server {
 
         let api = bind("--listen", config.listen).await?;
         let admin = bind("--admin-listen", config.admin_listen).await?;
+        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let options = |max_connections: usize, max_header_bytes: usize| {
+            ServeOptions::builder()
+                .header_read_timeout(config.header_read_timeout)
+                .idle_timeout(config.idle_timeout)
+                .body_read_timeout(config.body_read_timeout)
+                .max_connections(max_connections)
+                .max_header_bytes(max_header_bytes)
+                .build()
+                .map_err(|e| ServerError::Config(e.to_string()))
+        };
+        let api_options = options(
+            config
+                .max_connections
+                .resolve(nofile, config.admin_max_connections),
+            config.max_header_bytes,
+        )?;
+        let admin_options = options(
+            config.admin_max_connections,
+            covet_layers::serve::DEFAULT_MAX_HEADER_BYTES,
+        )?;
         Ok(Self {
             api,
             admin,
@@ -201,7 +267,8 @@ impl Server {
             health,
             registry,
             notes,
-            serve_options: ServeOptions::default().header_read_timeout(config.header_read_timeout),
+            api_options,
+            admin_options,
         })
     }
 
@@ -225,17 +292,33 @@ impl Server {
         &self.registry
     }
 
+    /// The API router with every covet layer, as the API port serves it.
+    pub fn api_router(&self) -> Router {
+        self.api_router.clone()
+    }
+
+    /// The API port's connection cap.
+    pub fn max_connections(&self) -> usize {
+        self.api_options.max_connections()
+    }
+
     /// Serves both ports until the shutdown coordinator stops them, then runs the hooks.
+    ///
+    /// The admin port keeps answering (`/health/ready` with 503, `/metrics` for a last scrape)
+    /// until the API port has drained, then stops too.
     pub async fn run(self) -> Result<ShutdownReport, ServerError> {
-        // Start-up completes once the schema exists; until the database answers, it is retried
-        // every second while the server already serves (readiness reports the outage).
-        let (notes, health) = (self.notes.clone(), self.health.clone());
+        // Start-up is complete once the server listens: it does not wait for the database, so
+        // a pod started during an outage is not restarted by its startup probe. Until the
+        // database answers, readiness reports the outage and the schema is retried every second.
+        self.health.startup_complete();
+        let _refresh = self.health.spawn_refresh(HEALTH_REFRESH);
+        let notes = self.notes.clone();
         tokio::spawn(async move {
             let mut logged = false;
             loop {
                 match notes.create_schema().await {
                     Ok(()) => {
-                        health.startup_complete();
+                        tracing::info!("the notes schema is ready");
                         break;
                     }
                     Err(err) if !logged => {
@@ -250,19 +333,24 @@ impl Server {
         tracing::info!(
             api = %self.api.local_addr().map_err(ServerError::Serve)?,
             admin = %self.admin.local_addr().map_err(ServerError::Serve)?,
+            max_connections = self.api_options.max_connections(),
             "covet-server listening"
         );
-        let api = serve_with(
-            self.api,
-            self.api_router,
-            &self.shutdown,
-            self.serve_options.clone(),
-        );
-        let admin = serve_with(
+        let (api_drained, drained) = tokio::sync::oneshot::channel::<()>();
+        let api = async {
+            let report =
+                serve_with(self.api, self.api_router, &self.shutdown, self.api_options).await;
+            let _ = api_drained.send(());
+            report
+        };
+        let admin = serve_until(
             self.admin,
             self.admin_router,
             &self.shutdown,
-            self.serve_options,
+            self.admin_options,
+            async {
+                let _ = drained.await;
+            },
         );
         tokio::try_join!(api, admin).map_err(ServerError::Serve)?;
         Ok(self.shutdown.finish().await)
@@ -288,21 +376,10 @@ fn rate_limit_layer(
         }
         quota = quota.burst(burst);
     }
-    let trusted = config
-        .trusted_proxies
-        .iter()
-        .filter(|cidr| !cidr.trim().is_empty())
-        .map(|cidr| {
-            let cidr = cidr.trim();
-            cidr.parse::<ipnet::IpNet>()
-                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    ServerError::Config(format!(
-                        "--trusted-proxies (COVET_TRUSTED_PROXIES): `{cidr}` is not a CIDR such as 10.0.0.0/8"
-                    ))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted = cidrs(
+        "--trusted-proxies (COVET_TRUSTED_PROXIES)",
+        &config.trusted_proxies,
+    )?;
     let builder =
         RateLimitLayer::builder(Policy::new("default", quota)).key(ClientIp::new(trusted));
     let builder = match (config.rate_limit_store, config.redis_url()) {
@@ -324,6 +401,23 @@ fn rate_limit_layer(
         .map_err(|e| ServerError::Config(e.to_string()))
 }
 
+/// Parses a list of CIDRs (or single addresses) from the flag `flag`.
+fn cidrs(flag: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ServerError> {
+    list.iter()
+        .filter(|cidr| !cidr.trim().is_empty())
+        .map(|cidr| {
+            let cidr = cidr.trim();
+            cidr.parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ServerError::Config(format!(
+                        "{flag}: `{cidr}` is not a CIDR such as 10.0.0.0/8"
+                    ))
+                })
+        })
+        .collect()
+}
+
 async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
@@ -335,7 +429,8 @@ pub fn api_router(state: AppState) -> Router {
     let writes = Router::new()
         .route("/api/notes", axum::routing::post(create_note))
         .route("/api/notes/{id}", axum::routing::delete(delete_note))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_NOTE_REQUEST_BYTES));
     Router::new()
         .route("/api/hello", get(hello))
         .route("/api/slow", get(slow))
@@ -396,8 +491,12 @@ async fn slow(RawQuery(query): RawQuery) -> Response {
     }
 }
 
-/// A store failure as a problem response: 503, never 500, so clients and probes retry.
+/// A store failure as a problem response: 507 when the in-memory store is full, else 503 with
+/// `Retry-After` (never 500), so clients and probes retry.
 fn unavailable(err: NotesError) -> Response {
+    if matches!(err, NotesError::Full) {
+        return problem(StatusCode::INSUFFICIENT_STORAGE, err.to_string());
+    }
     tracing::warn!(error = %err, "notes store unavailable");
     let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
     response

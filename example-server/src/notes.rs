@@ -64,6 +64,10 @@ impl NewNote {
     }
 }
 
+/// The most notes the in-memory store holds: with the size limits of a note, about 40 MB at
+/// worst. Past it, creating a note fails with [`NotesError::Full`] (507).
+pub const MAX_MEMORY_NOTES: usize = 1_000;
+
 /// Notes kept in this process (the embedded default, when no database is configured).
 #[derive(Debug, Default)]
 pub struct MemoryNotes {
@@ -72,16 +76,21 @@ pub struct MemoryNotes {
 }
 
 impl MemoryNotes {
-    /// Stores a note and returns it with its id.
-    pub fn create(&self, new: NewNote) -> Note {
+    /// Stores a note and returns it with its id; `None` when the store holds
+    /// [`MAX_MEMORY_NOTES`] already.
+    pub fn create(&self, new: NewNote) -> Option<Note> {
+        let mut notes = self.write();
+        if notes.len() >= MAX_MEMORY_NOTES {
+            return None;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let note = Note {
             id,
             title: new.title,
             body: new.body,
         };
-        self.write().insert(id, note.clone());
-        note
+        notes.insert(id, note.clone());
+        Some(note)
     }
 
     /// The note with this id.
@@ -148,20 +157,39 @@ mod tests {
     #[test]
     fn the_memory_store_round_trips() {
         let store = MemoryNotes::default();
-        let a = store.create(NewNote {
-            title: "a".into(),
-            body: String::new(),
-        });
-        let b = store.create(NewNote {
-            title: "b".into(),
-            body: "x".into(),
-        });
+        let a = store
+            .create(NewNote {
+                title: "a".into(),
+                body: String::new(),
+            })
+            .unwrap();
+        let b = store
+            .create(NewNote {
+                title: "b".into(),
+                body: "x".into(),
+            })
+            .unwrap();
         assert_eq!((a.id, b.id), (1, 2));
         assert_eq!(store.get(2), Some(b.clone()));
         assert_eq!(store.list(), [b, a.clone()]);
         assert!(store.delete(2));
         assert!(!store.delete(2));
         assert_eq!(store.list(), [a]);
+    }
+
+    #[test]
+    fn the_memory_store_is_capped() {
+        let store = MemoryNotes::default();
+        let note = || NewNote {
+            title: "t".into(),
+            body: "b".repeat(MAX_BODY_CHARS),
+        };
+        for _ in 0..MAX_MEMORY_NOTES {
+            assert!(store.create(note()).is_some());
+        }
+        assert_eq!(store.create(note()), None, "full");
+        assert!(store.delete(1));
+        assert!(store.create(note()).is_some(), "room again after a delete");
     }
 }
 
@@ -178,6 +206,12 @@ pub enum NotesError {
     /// The database failed or timed out.
     #[error("the database is unavailable: {0}")]
     Database(#[from] covet_pools::PoolError),
+    /// The in-memory store is full.
+    #[error(
+        "the in-memory notes store is full ({MAX_MEMORY_NOTES} notes): delete some, or run with \
+         --database-url"
+    )]
+    Full,
 }
 
 /// Where notes live: in memory, or in PostgreSQL; optionally cached in Redis.
@@ -202,6 +236,13 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS covet_notes (\
     title TEXT NOT NULL, \
     body TEXT NOT NULL, \
     created_at TIMESTAMPTZ NOT NULL DEFAULT now())";
+
+/// Who created and deleted which note, written in the same transaction as the change.
+pub const AUDIT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS covet_notes_audit (\
+    id BIGSERIAL PRIMARY KEY, \
+    note_id BIGINT NOT NULL, \
+    action TEXT NOT NULL, \
+    at TIMESTAMPTZ NOT NULL DEFAULT now())";
 
 /// An arbitrary advisory-lock key serialising schema creation across replicas.
 const SCHEMA_LOCK: i64 = 0x636f_7665_7400;
@@ -243,12 +284,23 @@ impl Notes {
         let mut conn = db.get().await?;
         conn.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])
             .await?;
-        let created = conn.execute(SCHEMA, &[]).await;
+        let mut created = conn.execute(SCHEMA, &[]).await;
+        if created.is_ok() {
+            created = conn.execute(AUDIT_SCHEMA, &[]).await;
+        }
         conn.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])
             .await?;
         created?;
         ready.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// Whether notes can be served: always in memory; in PostgreSQL once the schema exists.
+    pub fn is_ready(&self) -> bool {
+        match &self.backend {
+            Backend::Memory(_) => true,
+            Backend::Postgres { ready, .. } => ready.load(std::sync::atomic::Ordering::Acquire),
+        }
     }
 
     fn db(&self) -> Result<Option<&covet_pools::PgPool>, NotesError> {
@@ -271,19 +323,32 @@ impl Notes {
         }
     }
 
-    /// Stores a note.
+    /// Stores a note; in PostgreSQL together with its audit row, in one transaction.
     pub async fn create(&self, new: NewNote) -> Result<Note, NotesError> {
         let Some(db) = self.db()? else {
-            return Ok(self.memory_store().expect("memory backend").create(new));
+            return self
+                .memory_store()
+                .expect("memory backend")
+                .create(new)
+                .ok_or(NotesError::Full);
         };
-        let row = db
+        let mut conn = db.get().await?;
+        let mut tx = conn.transaction().await?;
+        let row = tx
             .query_one(
                 "INSERT INTO covet_notes (title, body) VALUES ($1, $2) RETURNING id",
                 &[&new.title, &new.body],
             )
             .await?;
+        let id: i64 = row.get(0);
+        tx.execute(
+            "INSERT INTO covet_notes_audit (note_id, action) VALUES ($1, 'create')",
+            &[&id],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(Note {
-            id: row.get(0),
+            id,
             title: new.title,
             body: new.body,
         })
@@ -351,9 +416,21 @@ impl Notes {
         let existed = match self.db()? {
             None => self.memory_store().expect("memory backend").delete(id),
             Some(db) => {
-                db.execute("DELETE FROM covet_notes WHERE id = $1", &[&id])
+                let mut conn = db.get().await?;
+                let mut tx = conn.transaction().await?;
+                let deleted = tx
+                    .execute("DELETE FROM covet_notes WHERE id = $1", &[&id])
                     .await?
-                    > 0
+                    > 0;
+                if deleted {
+                    tx.execute(
+                        "INSERT INTO covet_notes_audit (note_id, action) VALUES ($1, 'delete')",
+                        &[&id],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                deleted
             }
         };
         if let Some(cache) = &self.cache

@@ -514,7 +514,11 @@ fn floods_of_health_and_metrics_are_answered_without_rerunning_checks() {
     // A database of its own, so the PINGs counted are this server's.
     const DB: u32 = 13;
     let pings = monitor_pings(&host, DB);
-    let server = Server::start(&[], &[("REDIS_URL", &format!("redis://{host}/{DB}"))]);
+    // Room for the whole flood on the admin port (its default cap is 128 connections).
+    let server = Server::start(
+        &["--admin-max-connections", "2500"],
+        &[("REDIS_URL", &format!("redis://{host}/{DB}"))],
+    );
     let ready = get(server.admin, "/health/ready");
     assert_eq!(ready.status, 200, "{ready:?}");
     assert!(ready.body.contains("redis"), "{ready:?}");

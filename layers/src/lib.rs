@@ -68,6 +68,8 @@ pub mod headers;
 pub use prometheus;
 #[cfg(any(feature = "metrics", feature = "trace"))]
 mod path;
+#[cfg(any(feature = "rate-limit", feature = "trace"))]
+mod peer;
 #[cfg(test)]
 #[cfg(any(feature = "metrics", feature = "rate-limit", feature = "shutdown"))]
 mod test_support;

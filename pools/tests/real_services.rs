@@ -729,6 +729,128 @@ async fn pool_recovers_when_the_server_is_back() {
     proxy.stop();
 }
 
+/// A proxy whose existing connections can be made silently dead: they stop forwarding in
+/// both directions but stay open (no FIN, no RST), as when a server or a network path vanishes.
+/// New connections are forwarded normally.
+struct StallingProxy {
+    addr: SocketAddr,
+    generation: Arc<AtomicU32>,
+    task: JoinHandle<()>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let generation = Arc::new(AtomicU32::new(0));
+        let current = generation.clone();
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let born = current.load(Ordering::SeqCst);
+                let current = current.clone();
+                pipes.spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (a_read, a_write) = inbound.into_split();
+                    let (b_read, b_write) = outbound.into_split();
+                    let pipe = |mut from: tokio::net::tcp::OwnedReadHalf,
+                                mut to: tokio::net::tcp::OwnedWriteHalf,
+                                current: Arc<AtomicU32>| async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = [0u8; 8192];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if current.load(Ordering::SeqCst) != born {
+                                // Stalled: hold both sockets open and never forward again.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::join!(
+                        pipe(a_read, b_write, current.clone()),
+                        pipe(b_read, a_write, current)
+                    );
+                });
+            }
+        });
+        Self {
+            addr,
+            generation,
+            task,
+        }
+    }
+
+    /// Makes every connection opened so far silently dead.
+    fn stall_existing(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A pooled connection whose server vanished without a reset is found dead by the bounded
+/// validity check at checkout and replaced: the checkout succeeds on a new connection well
+/// within the connection timeout instead of timing out on the dead one forever.
+#[tokio::test]
+async fn a_silently_dead_connection_is_replaced_at_checkout() {
+    let upstream: covet_pools::postgres::tokio_postgres::Config = database_url().parse().unwrap();
+    let host = match &upstream.get_hosts()[0] {
+        covet_pools::postgres::tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        #[allow(unreachable_patterns)]
+        _ => panic!("DATABASE_URL must name a TCP host"),
+    };
+    let port = upstream.get_ports().first().copied().unwrap_or(5432);
+    let upstream: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = StallingProxy::start(upstream).await;
+    let registry = Registry::new();
+    let pool = PgPool::builder(upstream_url_via(&database_url(), proxy.addr))
+        .pool_name("stalled")
+        .max_size(1)
+        .connection_timeout(Duration::from_secs(5))
+        .validation_timeout(Duration::from_millis(300))
+        .build(&registry)
+        .await
+        .expect("PostgreSQL must run at DATABASE_URL");
+    let row = pool.query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+
+    proxy.stall_existing();
+    let started = std::time::Instant::now();
+    let row = pool
+        .query_one("SELECT 2", &[])
+        .await
+        .expect("the dead connection is replaced, not waited on");
+    assert_eq!(row.get::<_, i32>(0), 2);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "recovered after {took:?}, within the connection timeout"
+    );
+    // The pool holds a working connection again.
+    for _ in 0..3 {
+        pool.query_one("SELECT 3", &[]).await.unwrap();
+    }
+}
+
 /// `url` with its host and port replaced by `addr`.
 fn upstream_url_via(url: &str, addr: SocketAddr) -> String {
     let config: covet_pools::postgres::tokio_postgres::Config = url.parse().unwrap();

@@ -38,8 +38,26 @@ impl Drop for Server {
 impl Server {
     /// Starts the server with `args` and `envs` on free ports; waits until both ports answer.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::start_with_nofile(args, envs, None)
+    }
+
+    /// [`start`](Self::start) with the process's open-file limit lowered to `nofile` (through
+    /// `sh -c 'ulimit -n …; exec …'`).
+    pub fn start_with_nofile(args: &[&str], envs: &[(&str, &str)], nofile: Option<u64>) -> Server {
         let (api, admin) = (free_addr(), free_addr());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_covet-server"));
+        let binary = env!("CARGO_BIN_EXE_covet-server");
+        let mut command = match nofile {
+            None => Command::new(binary),
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.args([
+                    "-c",
+                    &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+                    binary,
+                ]);
+                sh
+            }
+        };
         command
             .args([
                 "--listen",

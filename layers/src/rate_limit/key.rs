@@ -6,12 +6,18 @@
 
 use std::{
     hash::{Hash, Hasher},
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, request::Parts};
+use http::{HeaderName, HeaderValue, request::Parts};
 use ipnet::IpNet;
+
+use crate::peer::network;
+pub use crate::peer::{
+    Client, ForwardedHeader, client_ip, parse_forwarded, parse_x_forwarded_for_entry, peer_ip,
+    resolve_client,
+};
 
 /// Who a request is counted against. Cheap to clone; never allocates for IPs or header values.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -24,6 +30,8 @@ enum Repr {
     Ip(IpAddr),
     Header(HeaderValue),
     Bytes(Bytes),
+    /// An RFC 7239 obfuscated client identifier.
+    Obfuscated(Box<str>),
 }
 
 impl Key {
@@ -70,6 +78,7 @@ impl Key {
             }
             Repr::Header(v) => hex_into(out, "v:", v.as_bytes()),
             Repr::Bytes(b) => hex_into(out, "v:", b),
+            Repr::Obfuscated(t) => hex_into(out, "o:", t.as_bytes()),
         }
     }
 }
@@ -141,49 +150,55 @@ impl KeyExtractor for HeaderKey {
     }
 }
 
-/// The TCP peer's IP address, from the request extensions.
+/// The TCP peer's IP address, from the request extensions, IPv6 peers by their /64.
 ///
 /// Looks for axum's `ConnectInfo<SocketAddr>` (with the `axum` feature; serve with
 /// `into_make_service_with_connect_info::<SocketAddr>()`), then a plain [`SocketAddr`]
-/// extension (hyper: insert the address `accept` returned into each request, see the
-/// [module docs](super)), then a plain [`IpAddr`] extension.
+/// extension (`covet_layers::serve` puts one in; with hyper, insert the address `accept`
+/// returned), then a plain [`IpAddr`] extension (see [`peer_ip`]).
+///
+/// IPv6 peers are keyed by their /64: one customer gets a whole /64, so per-address keys would
+/// give one customer unlimited buckets. For another prefix use [`ClientIp`] with
+/// [`ipv6_prefix`](ClientIp::ipv6_prefix).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PeerIp;
 
 impl KeyExtractor for PeerIp {
     fn key(&self, parts: &Parts) -> Option<Key> {
-        peer_ip(parts).map(Key::ip)
+        peer_ip(parts).map(|ip| Key::ip(network(ip, DEFAULT_IPV6_PREFIX)))
     }
 }
 
-/// The peer IP of a request, as [`PeerIp`] finds it.
-pub fn peer_ip(parts: &Parts) -> Option<IpAddr> {
-    #[cfg(feature = "axum")]
-    if let Some(info) = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-    {
-        return Some(info.0.ip());
-    }
-    if let Some(addr) = parts.extensions.get::<SocketAddr>() {
-        return Some(addr.ip());
-    }
-    parts.extensions.get::<IpAddr>().copied()
-}
+/// The default prefix IPv6 clients are keyed by: /64, one end site.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
-/// The client's IP address behind trusted reverse proxies.
+/// The client behind trusted reverse proxies (see [`resolve_client`] and the rules in
+/// `covet_layers`' peer module docs, repeated here):
 ///
-/// When the TCP peer ([`PeerIp`]) is one of the trusted proxies, the forwarding chain is read
-/// from right to left — RFC 7239 `Forwarded` if present, else `X-Forwarded-For` — and the
-/// first address that is **not** a trusted proxy is the client. The leftmost entries are
-/// written by the client itself and never trusted on their own. When the peer is not trusted,
-/// the headers are ignored and the peer is the client. See [`client_ip`].
+/// - When the TCP peer ([`PeerIp`]) is one of the trusted proxies, the forwarding chain of
+///   **one** header ([`header`](Self::header): `X-Forwarded-For` by default) is read from right
+///   to left, and the first entry that is not a trusted proxy is the client. The other header is
+///   ignored, so a client cannot choose its key with a `Forwarded` header passed through next to
+///   the proxy's `X-Forwarded-For`. The leftmost entries are written by the client itself and
+///   never trusted on their own.
+/// - When the peer is not trusted, the headers are ignored and the peer is the client.
+/// - IPv6 clients are keyed by their network ([`ipv6_prefix`](Self::ipv6_prefix), /64).
+/// - A hop a trusted proxy could not name (`unknown`, garbage) is keyed as that proxy; an
+///   obfuscated identifier (`for=_token`) as the token. Neither collapses every such request
+///   into one bucket.
 ///
-/// A request without a peer address, or whose chain from a trusted peer is malformed, has no
-/// key.
-#[derive(Clone, Debug, Default)]
+/// A request without a peer address has no key.
+#[derive(Clone, Debug)]
 pub struct ClientIp {
     trusted: Vec<IpNet>,
+    header: ForwardedHeader,
+    ipv6_prefix: u8,
+}
+
+impl Default for ClientIp {
+    fn default() -> Self {
+        Self::new([])
+    }
 }
 
 impl ClientIp {
@@ -192,7 +207,26 @@ impl ClientIp {
     pub fn new(trusted: impl IntoIterator<Item = IpNet>) -> Self {
         Self {
             trusted: trusted.into_iter().collect(),
+            header: ForwardedHeader::XForwardedFor,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
+    }
+
+    /// The header the trusted proxies write; the other one is never read.
+    ///
+    /// Defaults to [`ForwardedHeader::XForwardedFor`].
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// How many leading bits of an IPv6 client address make its key (values above 128 count as
+    /// 128).
+    ///
+    /// Defaults to [`DEFAULT_IPV6_PREFIX`] (64).
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits.min(128);
+        self
     }
 
     /// The trusted proxy networks.
@@ -204,143 +238,20 @@ impl ClientIp {
 impl KeyExtractor for ClientIp {
     fn key(&self, parts: &Parts) -> Option<Key> {
         let peer = peer_ip(parts)?;
-        client_ip(peer, &parts.headers, &self.trusted).map(Key::ip)
+        Some(
+            match resolve_client(peer, &parts.headers, &self.trusted, self.header) {
+                Client::Ip(ip) => Key::ip(network(ip, self.ipv6_prefix)),
+                Client::Unknown { proxy } => Key::ip(network(proxy, self.ipv6_prefix)),
+                Client::Obfuscated(token) => Key(Repr::Obfuscated(token.into())),
+            },
+        )
     }
-}
-
-/// The client IP of a request from `peer` with `headers`, trusting the proxies in `trusted`.
-///
-/// - `peer` not trusted: `peer`.
-/// - otherwise the rightmost address of the chain (RFC 7239 `Forwarded` `for=` values if the
-///   request has a `Forwarded` header, else `X-Forwarded-For`) that is not trusted;
-/// - every hop trusted: the leftmost one;
-/// - no chain at all: `peer`;
-/// - an entry that is not an IP address (`unknown`, an obfuscated `_name`, garbage) met
-///   before an untrusted address: `None`, since the client cannot be known.
-///
-/// A pure function of its inputs (the hardening work fuzzes it).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = peer.to_canonical();
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let mut last = peer;
-    let mut walk = |entry: Option<IpAddr>| -> Option<Option<IpAddr>> {
-        // Some(result) stops the walk.
-        match entry {
-            None => Some(None),
-            Some(ip) => {
-                let ip = ip.to_canonical();
-                if is_trusted(&ip) {
-                    last = ip;
-                    None
-                } else {
-                    Some(Some(ip))
-                }
-            }
-        }
-    };
-    let forwarded = headers.get_all(http::header::FORWARDED);
-    if forwarded.iter().next().is_some() {
-        for value in forwarded.iter().rev() {
-            let Ok(value) = value.to_str() else {
-                return None;
-            };
-            let entries: Vec<Option<IpAddr>> = parse_forwarded(value).collect();
-            for entry in entries.into_iter().rev() {
-                if let Some(result) = walk(entry) {
-                    return result;
-                }
-            }
-        }
-    } else {
-        for value in headers.get_all("x-forwarded-for").iter().rev() {
-            let Ok(value) = value.to_str() else {
-                return None;
-            };
-            for entry in value.rsplit(',') {
-                if let Some(result) = walk(parse_x_forwarded_for_entry(entry)) {
-                    return result;
-                }
-            }
-        }
-    }
-    Some(last)
-}
-
-/// Parses one `X-Forwarded-For` entry: an IP address, optionally with a port
-/// (`192.0.2.1:8080`, `[2001:db8::1]:443`) or in brackets. Anything else is `None`.
-pub fn parse_x_forwarded_for_entry(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
-    if let Ok(ip) = entry.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Ok(addr) = entry.parse::<SocketAddr>() {
-        return Some(addr.ip());
-    }
-    entry
-        .strip_prefix('[')
-        .and_then(|e| e.strip_suffix(']'))
-        .and_then(|e| e.parse::<IpAddr>().ok())
-}
-
-/// Parses one RFC 7239 `Forwarded` header value into the `for=` address of each element, in
-/// order. An element whose `for` is missing, `unknown`, obfuscated (`_hidden`) or not an IP
-/// address yields `None`.
-///
-/// ```
-/// use covet_layers::rate_limit::parse_forwarded;
-/// use std::net::IpAddr;
-///
-/// let hops: Vec<Option<IpAddr>> =
-///     parse_forwarded(r#"for=192.0.2.60;proto=http, For="[2001:db8:cafe::17]:4711", for=unknown"#)
-///         .collect();
-/// assert_eq!(hops, [Some("192.0.2.60".parse().unwrap()), Some("2001:db8:cafe::17".parse().unwrap()), None]);
-/// ```
-pub fn parse_forwarded(value: &str) -> impl Iterator<Item = Option<IpAddr>> + '_ {
-    split_outside_quotes(value, b',').map(|element| {
-        split_outside_quotes(element, b';').find_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            if !name.trim().eq_ignore_ascii_case("for") {
-                return None;
-            }
-            let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
-            Some(parse_x_forwarded_for_entry(value))
-        })?
-    })
-}
-
-/// Splits `s` on `sep` outside double-quoted strings (RFC 7230 quoted-string, with `\` escapes).
-fn split_outside_quotes(s: &str, sep: u8) -> impl Iterator<Item = &str> {
-    let mut rest = Some(s);
-    std::iter::from_fn(move || {
-        let s = rest?;
-        let bytes = s.as_bytes();
-        let (mut quoted, mut escaped) = (false, false);
-        for (i, &b) in bytes.iter().enumerate() {
-            if escaped {
-                escaped = false;
-            } else if quoted && b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                quoted = !quoted;
-            } else if b == sep && !quoted {
-                rest = Some(&s[i + 1..]);
-                return Some(&s[..i]);
-            }
-        }
-        rest = None;
-        Some(s)
-    })
 }
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
+
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
@@ -360,84 +271,44 @@ mod tests {
     }
 
     #[test]
-    fn spoofed_chain_from_an_untrusted_peer_is_ignored() {
-        let trusted = nets(&["10.0.0.0/8"]);
-        let h = headers(&[("x-forwarded-for", "1.2.3.4, 5.6.7.8")]);
-        assert_eq!(
-            client_ip(ip("203.0.113.9"), &h, &trusted),
-            Some(ip("203.0.113.9"))
+    fn client_ip_keys_ipv6_by_network_and_unknown_hops_by_proxy() {
+        let parts = |peer: &str, h: &[(&'static str, &str)]| {
+            let mut req = http::Request::new(());
+            *req.headers_mut() = headers(h);
+            req.extensions_mut()
+                .insert(std::net::SocketAddr::new(ip(peer), 4000));
+            req.into_parts().0
+        };
+        let key = ClientIp::new(nets(&["10.0.0.0/8"]));
+        let a = key.key(&parts("2001:db8:1:2::1", &[]));
+        let b = key.key(&parts("2001:db8:1:2:ffff::9", &[]));
+        let c = key.key(&parts("2001:db8:1:3::1", &[]));
+        assert_eq!(a, b, "one /64 is one client");
+        assert_ne!(a, c);
+        let exact = ClientIp::new([]).ipv6_prefix(128);
+        assert_ne!(
+            exact.key(&parts("2001:db8:1:2::1", &[])),
+            exact.key(&parts("2001:db8:1:2::2", &[]))
         );
-    }
-
-    #[test]
-    fn rightmost_untrusted_entry_wins_not_the_leftmost() {
-        let trusted = nets(&["10.0.0.0/8", "192.0.2.10/32"]);
-        // The client prepended a fake 1.1.1.1; the edge proxy appended the real 198.51.100.7;
-        // the inner proxy 10.0.0.5 appended the edge's address.
-        let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 192.0.2.10")]);
+        // Unknown hops from two proxies are two keys, not one shared bucket.
+        let x = key.key(&parts("10.0.0.5", &[("x-forwarded-for", "unknown")]));
+        let y = key.key(&parts("10.0.0.6", &[("x-forwarded-for", "unknown")]));
+        assert_ne!(x, y);
+        assert_eq!(x, Some(Key::ip(ip("10.0.0.5"))));
+        // A client's Forwarded header does not move its key.
+        let real = key.key(&parts("10.0.0.5", &[("x-forwarded-for", "198.51.100.7")]));
+        let spoof = key.key(&parts(
+            "10.0.0.5",
+            &[
+                ("forwarded", "for=192.0.2.66"),
+                ("x-forwarded-for", "198.51.100.7"),
+            ],
+        ));
+        assert_eq!(real, spoof);
         assert_eq!(
-            client_ip(ip("10.0.0.5"), &h, &trusted),
-            Some(ip("198.51.100.7"))
+            PeerIp.key(&parts("2001:db8:1:2::1", &[])),
+            PeerIp.key(&parts("2001:db8:1:2::2", &[]))
         );
-        // Split over two header lines, with ports.
-        let h = headers(&[
-            ("x-forwarded-for", "1.1.1.1"),
-            (
-                "x-forwarded-for",
-                "198.51.100.7:5555, [::ffff:192.0.2.10]:80",
-            ),
-        ]);
-        assert_eq!(
-            client_ip(ip("10.0.0.5"), &h, &trusted),
-            Some(ip("198.51.100.7"))
-        );
-    }
-
-    #[test]
-    fn all_trusted_gives_the_leftmost_and_no_chain_gives_the_peer() {
-        let trusted = nets(&["10.0.0.0/8"]);
-        let h = headers(&[("x-forwarded-for", "10.1.1.1, 10.2.2.2")]);
-        assert_eq!(
-            client_ip(ip("10.0.0.5"), &h, &trusted),
-            Some(ip("10.1.1.1"))
-        );
-        assert_eq!(
-            client_ip(ip("10.0.0.5"), &HeaderMap::new(), &trusted),
-            Some(ip("10.0.0.5"))
-        );
-    }
-
-    #[test]
-    fn garbage_before_an_untrusted_hop_gives_no_key() {
-        let trusted = nets(&["10.0.0.0/8"]);
-        let h = headers(&[("x-forwarded-for", "198.51.100.7, not-an-ip")]);
-        assert_eq!(client_ip(ip("10.0.0.5"), &h, &trusted), None);
-        // Garbage to the left of the client does not matter.
-        let h = headers(&[("x-forwarded-for", "<script>, 198.51.100.7")]);
-        assert_eq!(
-            client_ip(ip("10.0.0.5"), &h, &trusted),
-            Some(ip("198.51.100.7"))
-        );
-    }
-
-    #[test]
-    fn forwarded_header_is_preferred_and_parsed() {
-        let trusted = nets(&["10.0.0.0/8"]);
-        let h = headers(&[
-            ("x-forwarded-for", "6.6.6.6"),
-            (
-                "forwarded",
-                r#"for=1.1.1.1, for="[2001:db8::7]:443";proto=https"#,
-            ),
-            ("forwarded", "for=10.9.9.9;by=10.0.0.5"),
-        ]);
-        assert_eq!(
-            client_ip(ip("10.0.0.5"), &h, &trusted),
-            Some(ip("2001:db8::7"))
-        );
-        let hops: Vec<_> =
-            parse_forwarded(r#"by=x;for="_hidden", proto=http, for="a,b""#).collect();
-        assert_eq!(hops, [None, None, None]);
     }
 
     #[test]

@@ -107,8 +107,9 @@ pub use self::{
     error::RateLimitError,
     future::ResponseFuture,
     key::{
-        ClientIp, GlobalKey, HeaderKey, Key, KeyExtractor, PeerIp, client_ip, parse_forwarded,
-        parse_x_forwarded_for_entry, peer_ip,
+        Client, ClientIp, DEFAULT_IPV6_PREFIX, ForwardedHeader, GlobalKey, HeaderKey, Key,
+        KeyExtractor, PeerIp, client_ip, parse_forwarded, parse_x_forwarded_for_entry, peer_ip,
+        resolve_client,
     },
     layer::{RateLimitLayer, RateLimitLayerBuilder},
     policy::{MissingKey, OnStoreError, Policy, STORE_DURATION_BUCKETS},

@@ -76,6 +76,28 @@ where
                 )
             }
             #[cfg(feature = "rate-limit-redis")]
+            StoreKind::Redis(store) if !store.admits() => {
+                // The circuit is open: decide at once as if the store had failed.
+                if policy.fail_closed {
+                    let grpc = super::response::is_grpc(req.headers());
+                    return ResponseFuture::early(super::response::unavailable(
+                        shared, policy, grpc,
+                    ));
+                }
+                let decision =
+                    store
+                        .fallback()
+                        .check(policy.seed, &key, policy.interval, policy.burst);
+                decided(
+                    &mut self.inner,
+                    &self.shared,
+                    index,
+                    decision,
+                    req,
+                    Outcome::Fallback,
+                )
+            }
+            #[cfg(feature = "rate-limit-redis")]
             StoreKind::Redis(store) => {
                 let decision = store.check(&policy.name, &key, policy.interval, policy.burst);
                 // The ready service goes with the request; a fresh clone stays for the next.

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prometheus::{Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -145,8 +145,10 @@ impl<'a> ShutdownBuilder<'a> {
     }
 
     /// Registers `shutdown_phase{phase}`, `server_open_connections`,
-    /// `server_in_flight_requests`, `shutdown_cancelled_requests_total` and
-    /// `shutdown_drain_duration_seconds` into `registry`.
+    /// `server_in_flight_requests`, `shutdown_cancelled_requests_total`,
+    /// `shutdown_drain_duration_seconds`, and the server loop's
+    /// `server_connections_rejected_total` and `server_connection_timeouts_total{kind}` into
+    /// `registry`.
     ///
     /// Defaults to no metrics.
     pub fn metrics(mut self, registry: &'a Registry) -> Self {
@@ -180,7 +182,7 @@ impl<'a> ShutdownBuilder<'a> {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[cfg_attr(not(feature = "serve"), allow(dead_code))] // the server loop records the rest
 pub(crate) struct ShutdownMetrics {
     phase: IntGaugeVec,
@@ -188,6 +190,10 @@ pub(crate) struct ShutdownMetrics {
     in_flight: IntGauge,
     cancelled: IntCounter,
     drain_duration: Gauge,
+    /// Connections refused because a listener was at its connection cap.
+    pub(crate) rejected_connections: IntCounter,
+    /// Connections closed by a timeout, by `kind` (see `serve::TimeoutKind`).
+    pub(crate) connection_timeouts: IntCounterVec,
 }
 
 impl ShutdownMetrics {
@@ -221,7 +227,20 @@ impl ShutdownMetrics {
             "Seconds from the end of the pre-stop delay to the end of serving, for the last shutdown.",
         )
         .map_err(err("shutdown_drain_duration_seconds"))?;
-        let collectors: [(&'static str, Box<dyn prometheus::core::Collector>); 5] = [
+        let rejected_connections = IntCounter::new(
+            "server_connections_rejected_total",
+            "Client connections closed at once because the listener was at its connection cap.",
+        )
+        .map_err(err("server_connections_rejected_total"))?;
+        let connection_timeouts = IntCounterVec::new(
+            Opts::new(
+                "server_connection_timeouts_total",
+                "Client connections closed by a timeout, by kind (first_request, idle, request_head).",
+            ),
+            &["kind"],
+        )
+        .map_err(err("server_connection_timeouts_total"))?;
+        let collectors: [(&'static str, Box<dyn prometheus::core::Collector>); 7] = [
             ("shutdown_phase", Box::new(phase.clone())),
             (
                 "server_open_connections",
@@ -236,9 +255,20 @@ impl ShutdownMetrics {
                 "shutdown_drain_duration_seconds",
                 Box::new(drain_duration.clone()),
             ),
+            (
+                "server_connections_rejected_total",
+                Box::new(rejected_connections.clone()),
+            ),
+            (
+                "server_connection_timeouts_total",
+                Box::new(connection_timeouts.clone()),
+            ),
         ];
         for (name, collector) in collectors {
             registry.register(collector).map_err(err(name))?;
+        }
+        for kind in ["first_request", "idle", "request_head"] {
+            connection_timeouts.with_label_values(&[kind]);
         }
         let metrics = Self {
             phase,
@@ -246,6 +276,8 @@ impl ShutdownMetrics {
             in_flight,
             cancelled,
             drain_duration,
+            rejected_connections,
+            connection_timeouts,
         };
         metrics.set_phase(Phase::Running);
         Ok(metrics)
@@ -470,7 +502,22 @@ impl Shutdown {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .unwrap_or_else(Instant::now);
-        tokio::time::sleep_until((stopping_at + self.inner.drain_timeout).into()).await;
+        match stopping_at.checked_add(self.inner.drain_timeout) {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            // A drain timeout too long to add to a clock reading: no deadline.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// When the drain deadline is (or was), once stopping has begun.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(crate) fn deadline_at(&self) -> Option<Instant> {
+        let stopping_at = *self
+            .inner
+            .stopping_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        stopping_at.and_then(|at| at.checked_add(self.inner.drain_timeout))
     }
 
     /// Requests inside a [`DrainLayer`](super::DrainLayer) right now.

@@ -72,6 +72,8 @@
 mod coordinator;
 mod drain;
 
+#[cfg(feature = "serve")]
+pub(crate) use coordinator::ShutdownMetrics;
 pub use coordinator::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HOOK_TIMEOUT, DEFAULT_PRE_STOP_DELAY, HookOutcome, Phase,
     Shutdown, ShutdownBuilder, ShutdownError, ShutdownReport,

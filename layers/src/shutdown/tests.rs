@@ -36,7 +36,7 @@ async fn start(
     let service = ServiceBuilder::new()
         .layer(DrainLayer::new(shutdown))
         .service(service_fn(
-            |req: Request<hyper::body::Incoming>| async move {
+            |req: Request<crate::serve::RequestBody>| async move {
                 let ms: u64 = req
                     .uri()
                     .query()

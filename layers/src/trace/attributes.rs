@@ -1,8 +1,11 @@
 //! What the server span and the request log line are made of: the HTTP semantic conventions'
 //! attribute values, the route, and the trace-id header value.
 
-use http::{HeaderMap, HeaderValue, Method, Request, Version};
+use http::{HeaderValue, Method, Request, Version};
 use opentelemetry::{KeyValue, trace::TraceContextExt};
+
+use super::config::Config;
+use crate::peer::{Client, peer_ip_of, resolve_client};
 
 /// The `http.request.method` attribute: a standard method, or `_OTHER`.
 #[inline]
@@ -55,12 +58,20 @@ fn server_address<B>(req: &Request<B>) -> Option<&str> {
     Some(host.split(':').next().unwrap_or(host))
 }
 
-/// The `client.address` attribute: the first `X-Forwarded-For` entry, which is what the proxy
-/// saw (it is client-controlled; the attribute is informational, never a decision input).
-fn client_address(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get("x-forwarded-for")?.to_str().ok()?;
-    let first = value.split(',').next()?.trim();
-    (!first.is_empty()).then_some(first)
+/// The `client.address` attribute: the client as the trusted proxies name it, else the TCP
+/// peer; nothing when the peer is unknown or a trusted proxy could not name its client.
+fn client_address<B>(req: &Request<B>, config: &Config) -> Option<opentelemetry::Value> {
+    let peer = peer_ip_of(req.extensions())?;
+    match resolve_client(
+        peer,
+        req.headers(),
+        &config.trusted_proxies,
+        config.forwarded_header,
+    ) {
+        Client::Ip(ip) => Some(ip.to_string().into()),
+        Client::Obfuscated(token) => Some(token.into()),
+        _ => None,
+    }
 }
 
 /// The route template, when a router recorded one.
@@ -98,6 +109,7 @@ pub(crate) fn route_str(route: &Route) -> &str {
 /// sampler records.
 pub(crate) fn span_attributes<B>(
     req: &Request<B>,
+    config: &Config,
     route: Option<&str>,
     request_id: Option<&HeaderValue>,
 ) -> (Option<String>, Vec<KeyValue>) {
@@ -128,8 +140,8 @@ pub(crate) fn span_attributes<B>(
     if let Some(host) = server_address(req) {
         attributes.push(KeyValue::new("server.address", owned(host)));
     }
-    if let Some(client) = client_address(req.headers()) {
-        attributes.push(KeyValue::new("client.address", owned(client)));
+    if let Some(client) = client_address(req, config) {
+        attributes.push(KeyValue::new("client.address", client));
     }
     if let Some(agent) = req
         .headers()

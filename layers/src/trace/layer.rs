@@ -3,13 +3,17 @@
 use std::{borrow::Cow, fmt, sync::Arc};
 
 use http::HeaderName;
+use ipnet::IpNet;
 use tower_layer::Layer;
 
 use super::{
     config::{Config, DEFAULT_LOG_EXCLUDED},
     service::Trace,
 };
-use crate::headers::{X_REQUEST_ID, X_TRACE_ID};
+use crate::{
+    headers::{X_REQUEST_ID, X_TRACE_ID},
+    peer::ForwardedHeader,
+};
 
 /// OpenTelemetry server spans for every request. See the [module docs](super).
 #[derive(Clone)]
@@ -26,6 +30,9 @@ impl TraceLayer {
                 trace_id_header: Some(X_TRACE_ID),
                 request_id_header: Some(X_REQUEST_ID),
                 untrusted_edge: false,
+                context_sources: Vec::new(),
+                trusted_proxies: Vec::new(),
+                forwarded_header: ForwardedHeader::XForwardedFor,
                 request_log: true,
                 log_excluded: DEFAULT_LOG_EXCLUDED
                     .iter()
@@ -73,6 +80,36 @@ impl TraceLayer {
         self
     }
 
+    /// At an [`untrusted_edge`](Self::untrusted_edge), the peers whose trace context is still
+    /// continued (a gateway that starts or checks traces itself, a mesh sidecar): requests whose
+    /// TCP peer is in one of these networks keep their parent, tracestate and baggage.
+    ///
+    /// Defaults to none.
+    pub fn trusted_context_sources(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.config_mut().context_sources = networks.into_iter().collect();
+        self
+    }
+
+    /// The reverse proxies whose forwarding header names the client, for the `client.address`
+    /// attribute: the client is resolved exactly as the rate limiter's `ClientIp` does (the
+    /// rightmost entry that is not a trusted proxy; see `covet_layers::rate_limit::resolve_client`),
+    /// so a client cannot put an address of its choice into its spans.
+    ///
+    /// Defaults to none: `client.address` is the TCP peer.
+    pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.config_mut().trusted_proxies = networks.into_iter().collect();
+        self
+    }
+
+    /// The forwarding header the [`trusted_proxies`](Self::trusted_proxies) write; the other is
+    /// never read.
+    ///
+    /// Defaults to [`ForwardedHeader::XForwardedFor`].
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.config_mut().forwarded_header = header;
+        self
+    }
+
     /// Whether each request ends with one `INFO` log line (target `covet::trace::request`,
     /// message `request completed`) with `method`, `route`, `status`, `latency_ms`, `bytes`
     /// (when the response size is known) and `request_id` (when the request-id layer ran).
@@ -109,6 +146,8 @@ impl fmt::Debug for TraceLayer {
             .field("trace_id_header", &self.config.trace_id_header)
             .field("request_id_header", &self.config.request_id_header)
             .field("untrusted_edge", &self.config.untrusted_edge)
+            .field("trusted_context_sources", &self.config.context_sources)
+            .field("trusted_proxies", &self.config.trusted_proxies)
             .field("request_log", &self.config.request_log)
             .field("log_excluded", &self.config.log_excluded)
             .finish()

@@ -10,7 +10,8 @@
 //! non-standard method). The route is axum's `MatchedPath` (feature `axum`; apply the layer
 //! with `Router::layer` so routing has happened). Attributes: `http.request.method`, `url.path`,
 //! `url.scheme`, `http.route`, `http.response.status_code`, `network.protocol.version`,
-//! `server.address`, `client.address` (first `X-Forwarded-For` entry), `user_agent.original`,
+//! `server.address`, `client.address` (the TCP peer, or the client named by the
+//! [`trusted_proxies`](TraceLayer::trusted_proxies)), `user_agent.original`,
 //! `error.type`, and `request_id` (the `x-request-id` request header, which the request-id
 //! layer sets when it runs first). Status is unset for
 //! 1xx–4xx and Error for 5xx (`error.type` = the status code) and for inner errors
@@ -22,9 +23,13 @@
 //! [`is_valid_traceparent`] (version `ff`, all-zero ids, upper-case or non-hex digits, wrong
 //! length, or the header sent twice) is ignored, so the request starts a new trace and the
 //! `tracestate` is dropped; `tracestate` header lines are combined into one list, and a list
-//! that breaks the grammar is dropped whole. With [`TraceLayer::untrusted_edge`] every request starts a new
-//! trace and a valid incoming context becomes a span link. A request without trace context
-//! always starts a new trace, even inside another span.
+//! that breaks the grammar is dropped whole. With [`TraceLayer::untrusted_edge`] every request
+//! starts a new trace and a valid incoming context becomes a span link (its `tracestate` and
+//! `baggage` are dropped), except requests from
+//! [`trusted_context_sources`](TraceLayer::trusted_context_sources); public ports should use it,
+//! since otherwise any client picks its parent and, through the sampled flag, whether its
+//! requests are sampled. A request without trace context always starts a new trace, even
+//! inside another span.
 //!
 //! The trace id is returned in the `x-trace-id` response header (see
 //! [`TraceLayer::trace_id_header`]), and one `INFO` request log line (target
@@ -98,7 +103,10 @@ mod traceparent;
 mod tracer;
 mod tracestate;
 
-pub use crate::headers::{X_REQUEST_ID, X_TRACE_ID};
+pub use crate::{
+    headers::{X_REQUEST_ID, X_TRACE_ID},
+    peer::ForwardedHeader,
+};
 pub use config::DEFAULT_LOG_EXCLUDED;
 pub use future::ResponseFuture;
 pub use layer::TraceLayer;

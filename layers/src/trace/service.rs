@@ -60,9 +60,17 @@ where
             .and_then(|name| crate::headers::request_id(req.headers(), name))
             .cloned();
         let otel = ServerTracer::with_current(|tracer| {
-            let (parent, link) = parent_context(req.headers(), self.config.untrusted_edge);
+            let continues = self
+                .config
+                .continues_context(crate::peer::peer_ip_of(req.extensions()));
+            let (parent, link) = parent_context(req.headers(), !continues);
             tracer.start(method_name(req.method()), &parent, link, || {
-                span_attributes(&req, route.map(route_str), request_id.as_ref())
+                span_attributes(
+                    &req,
+                    &self.config,
+                    route.map(route_str),
+                    request_id.as_ref(),
+                )
             })
         });
         let log =

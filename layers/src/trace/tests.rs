@@ -134,14 +134,18 @@ fn status(
 #[tokio::test(flavor = "current_thread")]
 async fn a_valid_traceparent_is_continued_with_a_server_span() {
     let (exporter, _capture, _guard) = otel();
-    let svc = TraceLayer::new().layer(service_fn(ok));
-    let req = Request::post("http://api.example.com/orders?x=1")
+    let svc = TraceLayer::new()
+        .trusted_proxies(["10.0.0.0/8".parse().unwrap()])
+        .layer(service_fn(ok));
+    let mut req = Request::post("http://api.example.com/orders?x=1")
         .header("traceparent", valid_traceparent())
         .header("tracestate", "vendor=abc")
         .header("user-agent", "curl/8.5")
-        .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.0.0.1")
         .body(())
         .unwrap();
+    req.extensions_mut()
+        .insert(std::net::SocketAddr::from(([10, 0, 0, 2], 40000)));
     let res = svc.oneshot(req).await.unwrap();
     assert_eq!(res.headers()["x-trace-id"], TRACE_ID);
 
@@ -224,6 +228,67 @@ async fn a_repeated_traceparent_starts_a_new_trace() {
     svc.oneshot(req).await.unwrap();
     let span = server_spans(&exporter).pop().unwrap();
     assert_ne!(span.span_context.trace_id().to_string(), TRACE_ID);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn client_address_is_the_resolved_client_never_a_spoofed_entry() {
+    let (exporter, _capture, _guard) = otel();
+    let request = |peer: [u8; 4]| {
+        let mut req = Request::get("/")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("forwarded", "for=7.7.7.7")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(std::net::SocketAddr::from((peer, 1234)));
+        req
+    };
+    let svc = TraceLayer::new()
+        .trusted_proxies(["10.0.0.0/8".parse().unwrap()])
+        .layer(service_fn(ok));
+    // From a client directly: the headers are its own, the peer is the client.
+    svc.clone()
+        .oneshot(request([203, 0, 113, 50]))
+        .await
+        .unwrap();
+    // From a trusted proxy that writes X-Forwarded-For: its entry, not the Forwarded header.
+    svc.oneshot(request([10, 1, 1, 1])).await.unwrap();
+    let spans = server_spans(&exporter);
+    assert_eq!(
+        attr(&spans[0], "client.address").as_deref(),
+        Some("203.0.113.50")
+    );
+    assert_eq!(
+        attr(&spans[1], "client.address").as_deref(),
+        Some("6.6.6.6")
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_untrusted_edge_continues_only_trusted_context_sources() {
+    let (exporter, _capture, _guard) = otel();
+    let svc = TraceLayer::new()
+        .untrusted_edge(true)
+        .trusted_context_sources(["10.9.0.0/16".parse().unwrap()])
+        .layer(service_fn(ok));
+    for peer in [[203, 0, 113, 7], [10, 9, 1, 1]] {
+        let mut req = Request::get("/")
+            .header("traceparent", valid_traceparent())
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(std::net::SocketAddr::from((peer, 1234)));
+        svc.clone().oneshot(req).await.unwrap();
+    }
+    let spans = server_spans(&exporter);
+    assert_ne!(spans[0].span_context.trace_id().to_string(), TRACE_ID);
+    assert_eq!(
+        spans[0].links.len(),
+        1,
+        "the public client's context is a link"
+    );
+    assert_eq!(spans[1].span_context.trace_id().to_string(), TRACE_ID);
+    assert_eq!(spans[1].parent_span_id.to_string(), PARENT_ID);
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -23,6 +23,21 @@ use crate::{
 pub const DEFAULT_SLOW_QUERY_THRESHOLD: Duration = Duration::from_millis(500);
 /// The default statement cache capacity per connection: 256 statements.
 pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 256;
+/// The default limit on a connection's validity check at checkout: 1 second.
+pub const DEFAULT_VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
+/// The TCP keep-alive idle time set on connections whose URL does not set `keepalives_idle`:
+/// 30 seconds (tokio-postgres' own default is 2 hours).
+pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+/// The TCP keep-alive probe interval set unless the URL sets `keepalives_interval`: 10 seconds.
+pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+/// The unanswered keep-alive probes before a connection counts as dead: 3.
+pub const DEFAULT_KEEPALIVES_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection counts as dead
+/// (`TCP_USER_TIMEOUT`, Linux), unless the URL sets `tcp_user_timeout`: 30 seconds.
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// tokio-postgres' default keep-alive idle time, which means the URL did not set one.
+const TOKIO_POSTGRES_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// A pooled PostgreSQL connection: the client and its prepared-statement cache.
 pub(crate) struct PgConn {
@@ -30,17 +45,30 @@ pub(crate) struct PgConn {
     pub(crate) statements: HashMap<String, Statement>,
 }
 
-/// bb8-postgres's manager, timed and counted.
+/// Why the pool could not hand out a connection.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PgManagerError {
+    /// Connecting, or the validity check, failed.
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The validity check got no answer in time: the connection is dead (a peer that vanished
+    /// without a reset, a stalled network path) and is replaced.
+    #[error("the connection did not answer its validity check within {0:?}")]
+    ValidationTimeout(Duration),
+}
+
+/// bb8-postgres's manager, timed and counted, with a bounded validity check.
 pub(crate) struct PgManager {
     inner: PostgresConnectionManager<NoTls>,
     connect: Arc<ConnectMetrics>,
+    validation_timeout: Duration,
 }
 
 impl ManageConnection for PgManager {
     type Connection = PgConn;
-    type Error = tokio_postgres::Error;
+    type Error = PgManagerError;
 
-    async fn connect(&self) -> Result<PgConn, tokio_postgres::Error> {
+    async fn connect(&self) -> Result<PgConn, PgManagerError> {
         let client = self.connect.connect(self.inner.connect()).await?;
         Ok(PgConn {
             client,
@@ -48,8 +76,16 @@ impl ManageConnection for PgManager {
         })
     }
 
-    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), tokio_postgres::Error> {
-        self.inner.is_valid(&mut conn.client).await
+    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), PgManagerError> {
+        match tokio::time::timeout(
+            self.validation_timeout,
+            self.inner.is_valid(&mut conn.client),
+        )
+        .await
+        {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(PgManagerError::ValidationTimeout(self.validation_timeout)),
+        }
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
@@ -77,6 +113,7 @@ pub struct PgPoolBuilder {
     settings: Settings,
     slow_query_threshold: Duration,
     statement_cache_capacity: usize,
+    validation_timeout: Duration,
 }
 
 impl PgPoolBuilder {
@@ -100,6 +137,17 @@ impl PgPoolBuilder {
         self
     }
 
+    /// The longest a connection's validity check at checkout (an empty query) may take. A
+    /// connection that does not answer in time is dead — its server or network path went away
+    /// without a reset — and is dropped; the checkout goes on with another connection or a new
+    /// one. Keep it below the connection timeout.
+    ///
+    /// Defaults to [`DEFAULT_VALIDATION_TIMEOUT`] (1 s).
+    pub fn validation_timeout(mut self, timeout: Duration) -> Self {
+        self.validation_timeout = timeout;
+        self
+    }
+
     /// Validates the settings, registers the pool's metrics into `registry` and opens one
     /// connection to prove the server is reachable (it becomes the pool's first idle
     /// connection).
@@ -120,6 +168,29 @@ impl PgPoolBuilder {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(settings.connection_timeout);
         }
+        // A server or path that vanishes without a reset is found by TCP itself, unless the URL
+        // chose otherwise: keep-alive probes on an idle connection, and a bound on unacknowledged
+        // data on a busy one.
+        if config.get_keepalives() && config.get_keepalives_idle() == TOKIO_POSTGRES_KEEPALIVES_IDLE
+        {
+            config.keepalives_idle(DEFAULT_KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(DEFAULT_KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(DEFAULT_KEEPALIVES_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
+        }
+        if self.validation_timeout.is_zero() {
+            return Err(PoolError::setting(
+                pool_name,
+                "validation_timeout",
+                "must be longer than 0",
+            ));
+        }
         let target = render_target(&config);
         let (host, port) = first_host(&config);
         let namespace = config
@@ -137,6 +208,7 @@ impl PgPoolBuilder {
         let manager = PgManager {
             inner: PostgresConnectionManager::new(config, NoTls),
             connect: Arc::clone(&connect),
+            validation_timeout: self.validation_timeout,
         };
         let pool = Arc::new(settings.bb8().build_unchecked(manager));
         let adopted = StateCollector::register(
@@ -200,6 +272,7 @@ impl PgPool {
             settings: Settings::default(),
             slow_query_threshold: DEFAULT_SLOW_QUERY_THRESHOLD,
             statement_cache_capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
+            validation_timeout: DEFAULT_VALIDATION_TIMEOUT,
         }
     }
 

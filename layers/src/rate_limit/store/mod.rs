@@ -1,6 +1,8 @@
 //! Where GCRA state lives: [`MemoryStore`] (one process) or `RedisStore` (shared by replicas;
 //! feature `rate-limit-redis`).
 
+#[cfg(feature = "rate-limit-redis")]
+mod breaker;
 pub mod memory;
 #[cfg(feature = "rate-limit-redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit-redis")))]
@@ -10,7 +12,10 @@ use std::{future::Future, pin::Pin, time::Duration};
 
 pub use self::memory::{ManualClock, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "rate-limit-redis")]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::{
+    breaker::{DEFAULT_COOL_DOWN, DEFAULT_FAILURES},
+    redis::{RedisStore, RedisStoreBuilder},
+};
 
 /// The verdict of a store on one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

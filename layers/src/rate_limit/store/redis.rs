@@ -7,7 +7,9 @@
 //! go-redis/redis_rate's.
 //!
 //! Every decision (taking a pooled connection included) is bounded by a short
-//! [`timeout`](RedisStoreBuilder::timeout). When Redis fails or is slow, the layer either
+//! [`timeout`](RedisStoreBuilder::timeout), and a
+//! [`circuit breaker`](RedisStoreBuilder::circuit_breaker) stops asking Redis for a while after
+//! a run of failures, so an outage does not cost every request the timeout. When Redis fails or is slow, the layer either
 //! **fails open** (the default) — deciding with a local [`MemoryStore`] fallback that applies
 //! each policy's own quota *per replica* (so a fleet of N replicas lets through at most N times
 //! the quota while Redis is down, and one replica never more than the quota) — or, for policies
@@ -22,7 +24,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use bb8_redis::{RedisConnectionManager, bb8};
 
-use super::{Decision, DecisionFuture, MemoryStore, StoreError};
+use super::{Decision, DecisionFuture, MemoryStore, StoreError, breaker::Breaker};
 use crate::rate_limit::key::Key;
 
 /// The default decision timeout: 50 ms.
@@ -56,6 +58,7 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     fallback: MemoryStore,
+    breaker: Breaker,
 }
 
 /// GCRA in Redis, shared by every replica that uses the same Redis and prefix. See the
@@ -97,6 +100,13 @@ impl RedisStore {
         self.inner.timeout
     }
 
+    /// Whether a decision may be asked of Redis now (the circuit breaker is closed, or this is
+    /// its one probe).
+    #[inline]
+    pub(crate) fn admits(&self) -> bool {
+        self.inner.breaker.admits()
+    }
+
     /// Starts one decision for `key` under `policy` (its name), with the GCRA `interval`
     /// (nanoseconds) and `burst`.
     pub(crate) fn check(
@@ -135,10 +145,12 @@ impl RedisStore {
                     reset_after: Duration::from_micros(reset_us.max(0) as u64),
                 })
             };
-            match tokio::time::timeout(timeout, run).await {
+            let result = match tokio::time::timeout(timeout, run).await {
                 Ok(result) => result,
                 Err(_) => Err(StoreError::Timeout(timeout)),
-            }
+            };
+            inner.breaker.record(result.is_ok());
+            result
         })
     }
 }
@@ -155,6 +167,8 @@ pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
     fallback: Option<MemoryStore>,
+    breaker_failures: u32,
+    breaker_cool_down: Duration,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -173,7 +187,22 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             fallback: None,
+            breaker_failures: super::breaker::DEFAULT_FAILURES,
+            breaker_cool_down: super::breaker::DEFAULT_COOL_DOWN,
         }
+    }
+
+    /// The circuit breaker: after `failures` failed decisions in a row (errors or timeouts),
+    /// requests stop asking Redis for `cool_down` and are decided at once as if it had failed
+    /// (fail-open policies by the local fallback, fail-closed ones with 503), instead of each
+    /// one waiting for the timeout; then one request probes Redis, and a success closes the
+    /// circuit. The opening and the recovery are logged (target `covet::rate_limit`).
+    ///
+    /// Defaults to 5 failures and 5 seconds.
+    pub fn circuit_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
+        self.breaker_failures = failures;
+        self.breaker_cool_down = cool_down;
+        self
     }
 
     /// The prefix of every key this store writes (`{prefix}{policy}:{key}`). Replicas that
@@ -226,6 +255,7 @@ impl RedisStoreBuilder {
                 fallback: self
                     .fallback
                     .unwrap_or_else(|| MemoryStore::builder().max_keys(100_000).build()),
+                breaker: Breaker::new(self.breaker_failures, self.breaker_cool_down),
             }),
         })
     }
