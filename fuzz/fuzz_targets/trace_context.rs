@@ -10,9 +10,9 @@
 use std::{convert::Infallible, sync::OnceLock};
 
 use arbitrary::Arbitrary;
-use covet_layers::trace::{
-    TraceLayer, is_valid_traceparent,
+use covet_layers::{
     telemetry::{LogFormat, Telemetry},
+    trace::{TraceLayer, is_valid_traceparent},
 };
 use http::{HeaderValue, Request, Response};
 use libfuzzer_sys::fuzz_target;
