@@ -21,6 +21,7 @@
 //! | `telemetry`        | [`telemetry`]         | one-call logs + OTLP + propagator set-up; exporters with `otlp-grpc` / `otlp-http` |
 //! | `serve`            | [`serve`]             | the HTTP/1 + HTTP/2 server loop that follows the shutdown coordinator |
 //! | (always)           | [`headers`]           | the header names and checks the layers share |
+//! | `rate-limit` or `trace` | [`peer`]       | who sent a request: the peer, and the client behind trusted proxies |
 //!
 //! Smaller features: `metrics-gzip` (gzip'd `/metrics`), `rate-limit-redis` (the Redis store),
 //! `axum` (route templates from axum's `MatchedPath`).
@@ -69,7 +70,8 @@ pub use prometheus;
 #[cfg(any(feature = "metrics", feature = "trace"))]
 mod path;
 #[cfg(any(feature = "rate-limit", feature = "trace"))]
-mod peer;
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rate-limit", feature = "trace"))))]
+pub mod peer;
 #[cfg(test)]
 #[cfg(any(feature = "metrics", feature = "rate-limit", feature = "shutdown"))]
 mod test_support;

@@ -54,7 +54,6 @@ pub enum Client {
 /// The TCP peer's IP address, from the request extensions: axum's `ConnectInfo<SocketAddr>`
 /// (with the `axum` feature), then a plain [`SocketAddr`] (what `covet_layers::serve` inserts
 /// without axum), then a plain [`IpAddr`].
-#[cfg_attr(not(feature = "rate-limit"), allow(dead_code))] // the rate limiter's API
 pub fn peer_ip(parts: &Parts) -> Option<IpAddr> {
     peer_ip_of(&parts.extensions)
 }
@@ -187,7 +186,6 @@ pub fn resolve_client(
 
 /// The client IP of a request from `peer` whose trusted proxies write `X-Forwarded-For`: the
 /// [`Client::Ip`] of [`resolve_client`], `None` when the chain names no address.
-#[cfg_attr(not(feature = "rate-limit"), allow(dead_code))] // the rate limiter's API
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
     match resolve_client(peer, headers, trusted, ForwardedHeader::XForwardedFor) {
         Client::Ip(ip) => Some(ip),
@@ -241,7 +239,6 @@ fn for_value(element: &str) -> Option<&str> {
 ///         .collect();
 /// assert_eq!(hops, [Some("192.0.2.60".parse().unwrap()), Some("2001:db8:cafe::17".parse().unwrap()), None]);
 /// ```
-#[cfg_attr(not(feature = "rate-limit"), allow(dead_code))] // the rate limiter's API
 pub fn parse_forwarded(value: &str) -> impl Iterator<Item = Option<IpAddr>> + '_ {
     split_outside_quotes(value, b',')
         .map(|element| for_value(element).and_then(parse_x_forwarded_for_entry))

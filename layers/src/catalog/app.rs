@@ -150,7 +150,7 @@ impl AppMetricsBuilder {
 
     /// When the application started; `app_uptime_seconds` counts from here.
     ///
-    /// Defaults to the moment [`register`](Self::register) is called.
+    /// Defaults to the moment [`build`](Self::build) is called.
     pub fn started_at(mut self, started_at: Instant) -> Self {
         self.started_at = Some(started_at);
         self
@@ -328,7 +328,7 @@ fn setting(setting: &'static str, problem: &str) -> MetricsError {
 /// Application metrics for one [`Registry`]; clones share the same series.
 ///
 /// Built with [`AppMetrics::builder`]. It is also the [`Collector`] that
-/// [`AppMetricsBuilder::register`] registers.
+/// [`AppMetricsBuilder::build`] registers.
 #[derive(Clone)]
 pub struct AppMetrics {
     inner: Arc<Inner>,

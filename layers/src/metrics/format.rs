@@ -94,8 +94,8 @@ pub(crate) fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
 /// Encodes metric families in `format`.
 ///
 /// Both formats start from prometheus's own text encoder, whose model accessors are the same
-/// whether or not prometheus's `protobuf` feature is on; OpenMetrics is a rewrite of that text
-/// (see [`super::openmetrics`]), so covet compiles beside any feature set of prometheus.
+/// whether or not prometheus's `protobuf` feature is on; OpenMetrics is a rewrite
+/// of that text, so covet compiles beside any feature set of prometheus.
 pub fn encode(families: &[MetricFamily], format: Format) -> Result<Vec<u8>, prometheus::Error> {
     let mut text = Vec::with_capacity(16 * 1024);
     TextEncoder::new().encode(families, &mut text)?;

@@ -1,6 +1,7 @@
 //! [`RateLimitError`]: what can be wrong with a rate-limit configuration.
 
-/// A configuration error found by [`RateLimitLayerBuilder::build`].
+/// A configuration error found by
+/// [`RateLimitLayerBuilder::build`](super::RateLimitLayerBuilder::build).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RateLimitError {

@@ -153,7 +153,7 @@ impl KeyExtractor for HeaderKey {
 /// The TCP peer's IP address, from the request extensions, IPv6 peers by their /64.
 ///
 /// Looks for axum's `ConnectInfo<SocketAddr>` (with the `axum` feature; serve with
-/// `into_make_service_with_connect_info::<SocketAddr>()`), then a plain [`SocketAddr`]
+/// `into_make_service_with_connect_info::<SocketAddr>()`), then a plain [`SocketAddr`](std::net::SocketAddr)
 /// extension (`covet_layers::serve` puts one in; with hyper, insert the address `accept`
 /// returned), then a plain [`IpAddr`] extension (see [`peer_ip`]).
 ///

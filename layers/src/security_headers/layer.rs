@@ -148,7 +148,7 @@ impl SecurityHeadersBuilder {
     }
 
     /// Adds a fresh nonce per request to the `script-src` and `style-src` directives (creating
-    /// `script-src` from `default-src` when missing) and exposes it as a [`CspNonce`] extension.
+    /// `script-src` from `default-src` when missing) and exposes it as a [`CspNonce`](super::CspNonce) extension.
     ///
     /// Defaults to off.
     pub fn csp_nonce(mut self, enabled: bool) -> Self {

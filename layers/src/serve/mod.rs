@@ -158,7 +158,7 @@ where
 /// [`serve_with`], but accepting connections until `stop` completes instead of until
 /// [`Phase::Stopping`]: an admin port that should answer probes and scrapes until the API has
 /// drained passes the API's end here. The connections then left get until the drain deadline
-/// (or [`IDLE_CLOSE_GRACE`], one second, when it has already passed) to finish.
+/// (or one second, when it has already passed) to finish.
 pub async fn serve_until<S, B, F>(
     listener: TcpListener,
     service: S,

@@ -608,7 +608,7 @@ impl Shutdown {
 
     /// Ends the shutdown once serving is over: enters the stopped phase and runs the hooks in
     /// reverse registration order, each bounded by its timeout. Call it after every server's
-    /// [`serve`](super::serve) has returned.
+    /// the server loop (`covet_layers::serve`) has returned.
     pub async fn finish(&self) -> ShutdownReport {
         self.set_phase(Phase::Stopped);
         let hooks = std::mem::take(

@@ -16,7 +16,7 @@ use super::{
     tracestate::{self, TraceStateList},
 };
 
-/// The W3C trace-context propagator that [`telemetry::init`](crate::telemetry::init) installs:
+/// The W3C trace-context propagator that `covet_layers::telemetry` installs:
 /// OpenTelemetry's `TraceContextPropagator` with the specification's rules enforced.
 ///
 /// Reading (`extract`):
