@@ -13,8 +13,8 @@ app=.ci/external-app/Cargo.toml
 rows=("$@")
 if [ ${#rows[@]} -eq 0 ]; then
   rows=(none request-id security-headers metrics metrics-gzip system-metrics rate-limit
-    rate-limit-redis trace telemetry otlp-http otlp-grpc shutdown serve health pools-postgres
-    pools-redis tower-http-request-id tower-http-set-header tower-http-trace)
+    rate-limit-redis rate-limit-redis-tls trace telemetry otlp-http otlp-grpc shutdown serve
+    health pools-postgres pools-redis tls tower-http-request-id tower-http-set-header tower-http-trace)
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,7 +1,7 @@
 //! Production-readiness middleware for any Tower HTTP stack.
 //!
 //! `covet` is the facade over the covet workspace. Each member crate is re-exported, and its
-//! parts are behind Cargo features; `layers`, `health` and `pools` (all three on by default)
+//! parts are behind Cargo features; `layers`, `health`, `pools` and `tls` (all on by default)
 //! turn on everything of one crate:
 //!
 //! | feature  | module            | crate          | what it holds |
@@ -9,10 +9,11 @@
 //! | `layers` | [`layers`]        | `covet-layers` | the Tower layers (request ids, security headers, …) |
 //! | `health` | `health`          | `covet-health` | Kubernetes-style health probes |
 //! | `pools`  | `pools`           | `covet-pools`  | instrumented bb8 pools for PostgreSQL and Redis |
+//! | `tls`    | `tls`             | `covet-tls`    | rustls for the pools and the URL health checks (`sslmode`, `rediss://`, CA files) |
 //!
 //! To pay only for what you use, turn the defaults off and pick features one by one:
 //! `request-id`, `security-headers`, `metrics`, `metrics-gzip`, `system-metrics`,
-//! `rate-limit`, `rate-limit-redis`, `trace`, `telemetry`, `otlp-grpc`, `otlp-http`,
+//! `rate-limit`, `rate-limit-redis`, `rate-limit-redis-tls`, `trace`, `telemetry`, `otlp-grpc`, `otlp-http`,
 //! `shutdown`, `serve`, `axum`, `pools-postgres`, `pools-redis` (README.md has a table of what
 //! each one pulls in and what it costs to build).
 //!
@@ -51,3 +52,7 @@ pub use covet_health as health;
 #[cfg(feature = "pools")]
 #[doc(inline)]
 pub use covet_pools as pools;
+
+#[cfg(feature = "tls")]
+#[doc(inline)]
+pub use covet_tls as tls;

@@ -1,6 +1,6 @@
 //! Command-line flags and their environment variables.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -17,13 +17,25 @@ pub struct Config {
     #[arg(long, env = "COVET_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
 
-    /// PostgreSQL URL for the notes; without it, notes live in memory.
+    /// PostgreSQL URL for the notes; without it, notes live in memory. TLS follows libpq's
+    /// `sslmode` (`require`, `verify-ca`, `verify-full`; `prefer` by default).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Redis URL for the notes cache (and the shared rate limiter with `--rate-limit-store redis`).
+    /// PEM file of the CA that signed PostgreSQL's certificate (e.g. RDS's global bundle), for
+    /// `sslmode=verify-full` / `verify-ca` / `require`; without it, the system's roots.
+    #[arg(long, env = "COVET_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+
+    /// Redis URL for the notes cache (and the shared rate limiter with `--rate-limit-store
+    /// redis`); `rediss://` for TLS.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// PEM file of the CA that signed a `rediss://` server's certificate; without it, the
+    /// system's roots.
+    #[arg(long, env = "COVET_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Rate limit per client, e.g. `100/s`, `6000/min`, `10/h`.
     #[arg(long, env = "COVET_RATE_LIMIT", default_value = "100/s")]
@@ -211,8 +223,33 @@ impl Config {
             .filter(|url| !url.trim().is_empty())
     }
 
+    /// The PostgreSQL CA file, if one is set and not empty.
+    pub fn database_ca_file(&self) -> Option<&std::path::Path> {
+        self.database_ca_file
+            .as_deref()
+            .filter(|path| !path.as_os_str().is_empty())
+    }
+
+    /// The Redis CA file, if one is set and not empty.
+    pub fn redis_ca_file(&self) -> Option<&std::path::Path> {
+        self.redis_ca_file
+            .as_deref()
+            .filter(|path| !path.as_os_str().is_empty())
+    }
+
     /// Checks what clap cannot: combinations of flags. The message names the setting.
     pub fn validate(&self) -> Result<(), String> {
+        if self.database_ca_file().is_some() && self.database_url().is_none() {
+            return Err(
+                "--database-ca-file (COVET_DATABASE_CA_FILE) needs --database-url (DATABASE_URL)"
+                    .into(),
+            );
+        }
+        if self.redis_ca_file().is_some() && self.redis_url().is_none() {
+            return Err(
+                "--redis-ca-file (COVET_REDIS_CA_FILE) needs --redis-url (REDIS_URL)".into(),
+            );
+        }
         if self.rate_limit_store == RateLimitStore::Redis && self.redis_url().is_none() {
             return Err("--rate-limit-store redis needs --redis-url (REDIS_URL)".into());
         }

@@ -29,7 +29,7 @@ use covet_health::{CheckRegistration, HealthRegistry, checks::DiskSpaceCheck};
 use covet_layers::{
     catalog::{app::AppMetrics, system::SystemMetrics},
     metrics::{MetricsLayer, MetricsService},
-    rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore},
+    rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer, RedisStore, StoreError},
     request_id::{RequestId, RequestIdLayer},
     security_headers::SecurityHeadersLayer,
     serve::{ServeOptions, serve_until, serve_with},
@@ -115,33 +115,50 @@ impl Server {
             .build()
             .map_err(|e| ServerError::Config(e.to_string()))?;
 
-        let pool_err = |flag: &'static str| {
-            move |e: covet_pools::PoolError| ServerError::Config(format!("{flag}: {e}"))
+        // Name the flag behind the pool setting at fault: the URL, or the CA file.
+        let pool_err = |url_flag: &'static str, ca_flag: &'static str| {
+            move |e: covet_pools::PoolError| {
+                let flag = match &e {
+                    covet_pools::PoolError::Setting { setting, .. } if *setting == "ca_file" => {
+                        ca_flag
+                    }
+                    _ => url_flag,
+                };
+                ServerError::Config(format!("{flag}: {e}"))
+            }
         };
         // Built without connecting: the server starts (and readiness reports the outage) while a
         // database is still down, and recovers when it appears.
         let db = match config.database_url() {
-            Some(url) => Some(
-                PgPool::builder(url)
+            Some(url) => {
+                let mut builder = PgPool::builder(url)
                     .pool_name("notes")
                     .connection_timeout(Duration::from_secs(2))
-                    .connect_at_build(false)
-                    .build(&registry)
-                    .await
-                    .map_err(pool_err("--database-url (DATABASE_URL)"))?,
-            ),
+                    .connect_at_build(false);
+                if let Some(ca_file) = config.database_ca_file() {
+                    builder = builder.ca_file(ca_file);
+                }
+                Some(builder.build(&registry).await.map_err(pool_err(
+                    "--database-url (DATABASE_URL)",
+                    "--database-ca-file (COVET_DATABASE_CA_FILE)",
+                ))?)
+            }
             None => None,
         };
         let cache = match config.redis_url() {
-            Some(url) => Some(
-                RedisPool::builder(url)
+            Some(url) => {
+                let mut builder = RedisPool::builder(url)
                     .pool_name("cache")
                     .connection_timeout(Duration::from_secs(1))
-                    .connect_at_build(false)
-                    .build(&registry)
-                    .await
-                    .map_err(pool_err("--redis-url (REDIS_URL)"))?,
-            ),
+                    .connect_at_build(false);
+                if let Some(ca_file) = config.redis_ca_file() {
+                    builder = builder.ca_file(ca_file);
+                }
+                Some(builder.build(&registry).await.map_err(pool_err(
+                    "--redis-url (REDIS_URL)",
+                    "--redis-ca-file (COVET_REDIS_CA_FILE)",
+                ))?)
+            }
             None => None,
         };
 
@@ -384,10 +401,19 @@ fn rate_limit_layer(
         RateLimitLayer::builder(Policy::new("default", quota)).key(ClientIp::new(trusted));
     let builder = match (config.rate_limit_store, config.redis_url()) {
         (config::RateLimitStore::Redis, Some(url)) => {
-            let store = RedisStore::builder(url)
-                .prefix("covet:ratelimit:")
-                .build()
-                .map_err(|e| ServerError::Config(format!("--redis-url (REDIS_URL): {e}")))?;
+            let mut store = RedisStore::builder(url).prefix("covet:ratelimit:");
+            if let Some(ca_file) = config.redis_ca_file() {
+                store = store.ca_file(ca_file);
+            }
+            let store = store.build().map_err(|e| {
+                let flag = match &e {
+                    StoreError::Tls { setting, .. } if *setting == "ca_file" => {
+                        "--redis-ca-file (COVET_REDIS_CA_FILE)"
+                    }
+                    _ => "--redis-url (REDIS_URL)",
+                };
+                ServerError::Config(format!("{flag}: {e}"))
+            })?;
             builder.store(store)
         }
         _ => builder.store(

@@ -1,5 +1,6 @@
 //! The `covet-server` binary with the real PostgreSQL and Redis on 127.0.0.1 (`DATABASE_URL`,
-//! `REDIS_URL`), and with PostgreSQL pointed at a closed port. These tests fail, never skip,
+//! `REDIS_URL`), with PostgreSQL pointed at a closed port, and over TLS to the TLS-only services
+//! of `scripts/tls-services.sh`. These tests fail, never skip,
 //! when the services are unreachable.
 
 mod support;
@@ -68,6 +69,32 @@ fn metric(text: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Readiness is 200 with both datastores `UP`.
+fn wait_until_both_datastores_are_up(server: &Server) {
+    let ready = wait_for(server, "/health/ready", 200);
+    for component in ["db", "redis"] {
+        assert_eq!(
+            ready.json()["components"][component]["status"],
+            "UP",
+            "{ready:?}"
+        );
+    }
+}
+
+/// Creates a note through the API; returns its id.
+fn create_note(server: &Server, title: &str, body: &str) -> i64 {
+    let created = request(
+        server.api,
+        "POST",
+        "/api/notes",
+        &[("content-type", "application/json")],
+        &format!(r#"{{"title":"{title}","body":"{body}"}}"#),
+    )
+    .unwrap();
+    assert_eq!(created.status, 201, "{created:?}");
+    created.json()["id"].as_i64().unwrap()
+}
+
 #[test]
 fn notes_live_in_postgres_and_reads_are_cached_in_redis() {
     let (db, cache) = (database_url(), redis_url());
@@ -75,31 +102,14 @@ fn notes_live_in_postgres_and_reads_are_cached_in_redis() {
     require("Redis", &cache, 6379);
     let server = Server::start(&["--database-url", &db, "--redis-url", &cache], &[]);
     wait_for(&server, "/health/startup", 200);
-    let ready = wait_for(&server, "/health/ready", 200);
-    assert_eq!(ready.json()["status"], "UP");
     assert_eq!(
-        ready.json()["components"]["db"]["status"],
-        "UP",
-        "{ready:?}"
+        wait_for(&server, "/health/ready", 200).json()["status"],
+        "UP"
     );
-    assert_eq!(
-        ready.json()["components"]["redis"]["status"],
-        "UP",
-        "{ready:?}"
-    );
+    wait_until_both_datastores_are_up(&server);
 
-    let json = [("content-type", "application/json")];
     let title = format!("pg-{}", std::process::id());
-    let created = request(
-        server.api,
-        "POST",
-        "/api/notes",
-        &json,
-        &format!(r#"{{"title":"{title}","body":"stored"}}"#),
-    )
-    .unwrap();
-    assert_eq!(created.status, 201, "{created:?}");
-    let id = created.json()["id"].as_i64().unwrap();
+    let id = create_note(&server, &title, "stored");
 
     let before = get(server.admin, "/metrics").body;
     let first = get(server.api, &format!("/api/notes/{id}"));
@@ -305,4 +315,224 @@ fn readiness_recovers_when_postgres_appears() {
     let ready = wait_for(&server, "/health/ready", 200);
     assert_eq!(ready.json()["status"], "UP");
     assert_eq!(get(server.api, "/api/notes").status, 200);
+}
+
+/// The TLS-only PostgreSQL and Redis of `scripts/tls-services.sh`, and its CA.
+fn tls_services() -> (String, String, String) {
+    let ca = std::env::var("COVET_TLS_CA_FILE").unwrap_or_else(|_| "/tmp/covet-tls/ca.crt".into());
+    assert!(
+        std::path::Path::new(&ca).is_file(),
+        "the test CA {ca} is missing: run scripts/tls-services.sh (scripts/test does). These tests never skip."
+    );
+    let db = std::env::var("COVET_TLS_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@localhost:55432/postgres".into());
+    let cache = std::env::var("COVET_TLS_REDIS_URL")
+        .unwrap_or_else(|_| "rediss://:covet-tls-test@localhost:6390".into());
+    (db, cache, ca)
+}
+
+#[test]
+fn tls_to_both_datastores_with_a_ca_file_as_terraform_configures_it() {
+    let (db, cache, ca) = tls_services();
+    let db = format!("{db}?sslmode=verify-full");
+    let server = Server::start(
+        &["--rate-limit-store", "redis"],
+        &[
+            ("DATABASE_URL", &db),
+            ("COVET_DATABASE_CA_FILE", &ca),
+            ("REDIS_URL", &cache),
+            ("COVET_REDIS_CA_FILE", &ca),
+        ],
+    );
+    wait_until_both_datastores_are_up(&server);
+
+    let title = format!("tls-{}", std::process::id());
+    let id = create_note(&server, &title, "encrypted");
+    let first = get(server.api, &format!("/api/notes/{id}"));
+    assert_eq!(first.json()["title"], title.as_str());
+    // The rate limiter decided in the TLS Redis: its headers are on the answer and no decision
+    // fell back to the local store.
+    assert!(first.header("ratelimit").is_some(), "{first:?}");
+    let metrics = get(server.admin, "/metrics").body;
+    let decided = |outcome: &str| {
+        metric(
+            &metrics,
+            &format!(r#"rate_limit_decisions_total{{outcome="{outcome}",policy="default"}}"#),
+        )
+    };
+    assert!(decided("allowed") >= 2.0, "{metrics}");
+    assert_eq!(decided("fail_open"), 0.0, "{metrics}");
+    assert!(metric(&metrics, "cache_misses_total") >= 1.0, "{metrics}");
+}
+
+#[test]
+fn a_certificate_the_server_cannot_check_is_logged_and_a_bad_ca_file_exits_2() {
+    let (db, _cache, _ca) = tls_services();
+    // Without the CA the system's roots cannot check the certificate: the server starts (start-up
+    // does not depend on the database), is not ready, and logs why.
+    let verify = format!("{db}?sslmode=verify-full");
+    let server = Server::start(&[], &[("DATABASE_URL", &verify)]);
+    let ready = wait_for(&server, "/health/ready", 503);
+    assert_eq!(
+        ready.json()["components"]["db"]["status"],
+        "DOWN",
+        "{ready:?}"
+    );
+    let notes = get(server.api, "/api/notes");
+    assert_eq!(notes.status, 503, "{notes:?}");
+    // The log says why, naming the certificate check.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server
+        .logs()
+        .iter()
+        .any(|line| line.contains("\"WARN\"") && line.contains("invalid peer certificate"))
+    {
+        assert!(Instant::now() < deadline, "{:#?}", server.logs());
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_covet-server"))
+        .env_remove("REDIS_URL")
+        .env("DATABASE_URL", &verify)
+        .env("COVET_DATABASE_CA_FILE", "/nonexistent/ca.pem")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--database-ca-file (COVET_DATABASE_CA_FILE)")
+            && stderr.contains("/nonexistent/ca.pem"),
+        "{stderr}"
+    );
+}
+
+/// A string literal of an HCL file: the text between the quotes that follow `key`, with
+/// `${...}` interpolations kept whole (they may hold quotes of their own).
+fn hcl_string_after(text: &str, key: &str) -> String {
+    let start = text
+        .find(key)
+        .unwrap_or_else(|| panic!("{key} is in the file"))
+        + key.len();
+    let rest = &text[start..];
+    let open = rest.find('"').unwrap() + 1;
+    let (mut depth, mut out) = (0, String::new());
+    let mut chars = rest[open..].chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' if chars.peek() == Some(&'{') => {
+                depth += 1;
+                out.push(c);
+                out.push(chars.next().unwrap());
+                continue;
+            }
+            '}' if depth > 0 => depth -= 1,
+            '"' if depth == 0 => return out,
+            _ => {}
+        }
+        out.push(c);
+    }
+    panic!("unterminated string after {key}")
+}
+
+/// Renders an HCL template: `${cond ? "a" : "b"}` takes `a` (TLS on), other `${name}`s come
+/// from `values`.
+fn render_hcl(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').unwrap();
+        let expr = &rest[start + 2..end];
+        match expr.split_once('?') {
+            Some((_, branches)) => {
+                let first = branches.split(':').next().unwrap().trim();
+                out.push_str(first.trim_matches('"'));
+            }
+            None => {
+                let value = values
+                    .iter()
+                    .find(|(name, _)| *name == expr)
+                    .unwrap_or_else(|| panic!("no test value for ${{{expr}}}"));
+                out.push_str(value.1);
+            }
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn the_server_starts_and_is_ready_on_the_urls_terraform_writes() {
+    let (db, cache, ca) = tls_services();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let secrets =
+        std::fs::read_to_string(format!("{root}/terraform/aws/modules/secrets/main.tf")).unwrap();
+    let main = std::fs::read_to_string(format!("{root}/terraform/aws/main.tf")).unwrap();
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
+
+    // The URLs as Terraform writes them with tls_to_datastores = true, pointed at the TLS-only
+    // services (their host, port and password stand in for RDS's and ElastiCache's).
+    let db_endpoint = db.split('@').nth(1).unwrap().split('/').next().unwrap();
+    let redis_host = cache.rsplit('@').next().unwrap();
+    let (redis_address, redis_port) = redis_host.split_once(':').unwrap();
+    let redis_password = cache
+        .split("://:")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap();
+    let database_url = render_hcl(
+        &hcl_string_after(&secrets, "\"database-url\""),
+        &[
+            ("var.db_username", "postgres"),
+            ("random_password.db.result", "unused-with-trust-auth"),
+            ("var.db_endpoint", db_endpoint),
+            ("var.db_name", "postgres"),
+        ],
+    );
+    let redis_url = render_hcl(
+        &hcl_string_after(&secrets, "\"redis-url\""),
+        &[
+            ("random_password.redis.result", redis_password),
+            ("var.redis_address", redis_address),
+        ],
+    )
+    .replacen(":6379/", &format!(":{redis_port}/"), 1);
+    assert!(
+        database_url.contains("sslmode=verify-full"),
+        "{database_url}"
+    );
+    assert!(redis_url.starts_with("rediss://"), "{redis_url}");
+
+    // The CA file the ECS task names is the one the image carries.
+    let ca_in_image = hcl_string_after(&main, "COVET_DATABASE_CA_FILE =");
+    assert!(
+        dockerfile
+            .lines()
+            .any(|line| line.starts_with("ADD ") && line.ends_with(&format!(" {ca_in_image}"))),
+        "deploy/Dockerfile must put the CA bundle at {ca_in_image}"
+    );
+
+    // The test CA stands in for the RDS bundle; and since the TLS Redis's certificate is not
+    // from a public root, its CA is given the way an operator with a private CA would
+    // (ElastiCache's certificates chain to the system roots and need none).
+    let server = Server::start(
+        &["--rate-limit-store", "redis"],
+        &[
+            ("DATABASE_URL", &database_url),
+            ("COVET_DATABASE_CA_FILE", &ca),
+            ("REDIS_URL", &redis_url),
+            ("COVET_REDIS_CA_FILE", &ca),
+        ],
+    );
+    wait_until_both_datastores_are_up(&server);
+    assert!(
+        !server
+            .logs()
+            .iter()
+            .any(|line| line.contains(redis_password)),
+        "the password never reaches the logs"
+    );
 }

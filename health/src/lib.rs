@@ -16,7 +16,8 @@
 //! - Optional metrics in a caller-supplied `prometheus::Registry`:
 //!   `health_check_status{check}` and `health_check_duration_seconds{check}`.
 //! - Built-in checks in [`checks`]: PostgreSQL (feature `postgres`), Redis (feature `redis`),
-//!   disk space and memory (feature `system`).
+//!   disk space and memory (feature `system`); with feature `tls`, the URL checks speak TLS
+//!   (libpq's `sslmode`, `rediss://`, a CA file).
 //!
 //! # Example
 //!

@@ -24,6 +24,7 @@
 //! | `rate-limit` or `trace` | [`peer`]       | who sent a request: the peer, and the client behind trusted proxies |
 //!
 //! Smaller features: `metrics-gzip` (gzip'd `/metrics`), `rate-limit-redis` (the Redis store),
+//! `rate-limit-redis-tls` (`rediss://` and a CA file for it),
 //! `axum` (route templates from axum's `MatchedPath`).
 //!
 //! The layers never import each other: they cooperate only through request headers,

@@ -77,7 +77,11 @@
 //! # Features
 //!
 //! `postgres` and `redis` (default) select the pools; `health` adds `health_check()` to each
-//! pool, a covet-health check that runs on a pooled connection.
+//! pool, a covet-health check that runs on a pooled connection; `tls` speaks TLS (rustls,
+//! through covet-tls): libpq's `sslmode` and `sslrootcert` in the PostgreSQL URL, `rediss://`
+//! for Redis, and [`PgPoolBuilder::ca_file`](postgres::PgPoolBuilder) /
+//! `RedisPoolBuilder::ca_file` for a private CA or a cloud provider's bundle. Without `tls`,
+//! a URL that asks for TLS is a [`PoolError::Setting`] naming the feature.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -71,6 +71,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         covet::layers::rate_limit::RedisStore::builder("redis://127.0.0.1:6379").build()?;
         used.push("rate-limit-redis");
     }
+    #[cfg(feature = "rate-limit-redis-tls")]
+    {
+        // rediss:// is understood (and built without connecting).
+        covet::layers::rate_limit::RedisStore::builder("rediss://127.0.0.1:6390").build()?;
+        used.push("rate-limit-redis-tls");
+    }
     #[cfg(feature = "trace")]
     {
         let svc = ServiceBuilder::new()
@@ -109,6 +115,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(any(feature = "pools-postgres", feature = "pools-redis"))]
     {
         used.push("pools");
+    }
+    #[cfg(feature = "tls")]
+    {
+        assert_eq!(
+            covet::tls::SslMode::parse("verify-full")?,
+            covet::tls::SslMode::VerifyFull
+        );
+        used.push("tls");
     }
     #[cfg(feature = "tower-http-request-id")]
     {

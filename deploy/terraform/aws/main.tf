@@ -97,6 +97,7 @@ module "secrets" {
   db_username   = module.rds.username
   redis_address = module.elasticache.primary_endpoint
   redis_tls     = var.tls_to_datastores
+  db_tls        = var.tls_to_datastores
 }
 
 module "alb" {
@@ -224,6 +225,9 @@ module "ecs" {
     # Longer than the ALB's idle_timeout (60 s, module "alb" above).
     COVET_IDLE_TIMEOUT = "75s"
     OTEL_SERVICE_NAME  = "covet-server"
+    # RDS's certificates chain to Amazon's RDS CAs, which are not in the system roots: the image
+    # carries their bundle (deploy/Dockerfile). ElastiCache's chain to public roots: no CA file.
+    COVET_DATABASE_CA_FILE = var.tls_to_datastores ? "/etc/ssl/certs/rds-global-bundle.pem" : ""
   }
   # Fargate's stopTimeout (SIGTERM -> SIGKILL, max 120 s): pre-stop 5 + drain 30 + flush 10.
   stop_timeout = 45

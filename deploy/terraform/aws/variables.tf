@@ -102,7 +102,7 @@ variable "redis_node_type" {
 }
 
 variable "tls_to_datastores" {
-  description = "Require TLS from the app to PostgreSQL and Redis (rds.force_ssl, ElastiCache transit encryption). covet-server must be built with TLS support for its PostgreSQL and Redis clients to use this (docs/operations/security.md)."
+  description = "Require TLS from the app to PostgreSQL and Redis (rds.force_ssl, ElastiCache transit encryption): the app then connects with sslmode=verify-full against the RDS CA bundle in the image and with rediss:// against the system roots (docs/operations/security.md)."
   type        = bool
   default     = true
 }

@@ -52,4 +52,31 @@ pub enum CheckConfigError {
     #[cfg(feature = "redis")]
     #[error("invalid Redis URL")]
     Redis(#[source] ::redis::RedisError),
+    /// TLS was asked for and cannot be set up: an `sslmode` libpq does not know, an unusable
+    /// CA file, a `rediss://` URL or TLS `sslmode` without the `tls` feature.
+    #[cfg(any(feature = "postgres", feature = "redis"))]
+    #[error("TLS ({setting}): {message}")]
+    Tls {
+        /// The setting at fault: `url` or `ca_file`.
+        setting: &'static str,
+        /// What is wrong (never the password).
+        message: String,
+    },
+}
+
+#[cfg(all(feature = "tls", any(feature = "postgres", feature = "redis")))]
+impl From<covet_tls::TlsError> for CheckConfigError {
+    fn from(error: covet_tls::TlsError) -> Self {
+        match error {
+            // A URL that does not parse is the same error with or without TLS.
+            #[cfg(feature = "postgres")]
+            covet_tls::TlsError::Postgres(e) => Self::Postgres(e),
+            #[cfg(feature = "redis")]
+            covet_tls::TlsError::Redis(e) => Self::Redis(e),
+            other => Self::Tls {
+                setting: other.setting(),
+                message: other.to_string(),
+            },
+        }
+    }
 }

@@ -1,8 +1,12 @@
 //! `SELECT 1` against PostgreSQL.
 
+#[cfg(feature = "tls")]
+use std::path::Path;
 use std::{fmt, future::Future, ops::Deref, sync::Arc, time::Duration};
 
-use tokio_postgres::{Client, Config, NoTls, config::Host};
+#[cfg(not(feature = "tls"))]
+use tokio_postgres::NoTls;
+use tokio_postgres::{Client, Config, config::Host};
 
 use super::CheckConfigError;
 use crate::{Health, HealthCheck, check::BoxFuture};
@@ -81,18 +85,80 @@ impl PostgresCheck {
         }
     }
 
-    /// A check that connects (without TLS) with a PostgreSQL URL or key-value connection
-    /// string on every run, with a connect timeout of [`DEFAULT_CONNECT_TIMEOUT`](Self::DEFAULT_CONNECT_TIMEOUT)
+    /// A check that connects with a PostgreSQL URL or key-value connection string on every
+    /// run, with a connect timeout of [`DEFAULT_CONNECT_TIMEOUT`](Self::DEFAULT_CONNECT_TIMEOUT)
     /// unless the string sets `connect_timeout`.
     ///
-    /// For TLS, build the connection yourself and use [`new`](Self::new).
+    /// With the `tls` feature, libpq's `sslmode` (`require`, `verify-ca`, `verify-full`) and
+    /// `sslrootcert` are honoured (see covet-tls); without it, a string that asks for TLS is
+    /// a [`CheckConfigError::Tls`].
     pub fn from_url(url: &str) -> Result<Self, CheckConfigError> {
-        let config: Config = url.parse().map_err(CheckConfigError::Postgres)?;
-        Ok(Self::from_config(config))
+        #[cfg(feature = "tls")]
+        {
+            let (config, tls) = covet_tls::postgres::connect_config(url, None)?.into_parts();
+            Ok(Self::connecting(config, tls))
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+                let text = e.to_string();
+                if text.contains("sslmode") || text.contains("sslrootcert") {
+                    needs_tls()
+                } else {
+                    CheckConfigError::Postgres(e)
+                }
+            })?;
+            if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                return Err(needs_tls());
+            }
+            Ok(Self::connecting(config, NoTls))
+        }
     }
 
-    /// Like [`from_url`](Self::from_url), from a parsed configuration.
-    pub fn from_config(mut config: Config) -> Self {
+    /// Like [`from_url`](Self::from_url), trusting the CA certificates of the PEM file
+    /// `ca_file` for `sslmode=require`, `verify-ca` and `verify-full` (the URL's
+    /// `sslrootcert` wins over it).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn from_url_with_ca_file(url: &str, ca_file: &Path) -> Result<Self, CheckConfigError> {
+        let (config, tls) = covet_tls::postgres::connect_config(url, Some(ca_file))?.into_parts();
+        Ok(Self::connecting(config, tls))
+    }
+
+    /// Like [`from_url`](Self::from_url), from a parsed configuration: its `ssl_mode`
+    /// (`prefer` or `require`) encrypts without checking the certificate, as libpq without a CA
+    /// file; use [`from_url`](Self::from_url) for the verifying modes. Without the `tls`
+    /// feature the connection is never encrypted.
+    pub fn from_config(config: Config) -> Self {
+        #[cfg(feature = "tls")]
+        let tls = {
+            use tokio_postgres::config::SslMode as PgSslMode;
+            let mode = match config.get_ssl_mode() {
+                PgSslMode::Disable => covet_tls::SslMode::Disable,
+                PgSslMode::Require => covet_tls::SslMode::Require,
+                _ => covet_tls::SslMode::Prefer,
+            };
+            // Without a CA file no roots are read, so this cannot fail.
+            covet_tls::postgres::connector(mode, None)
+                .expect("a connector that checks no certificate needs no roots")
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls = NoTls;
+        Self::connecting(config, tls)
+    }
+
+    /// A check that connects with `config` and `tls` on every run.
+    fn connecting<T>(mut config: Config, tls: T) -> Self
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+    {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Self::DEFAULT_CONNECT_TIMEOUT);
         }
@@ -100,8 +166,9 @@ impl PostgresCheck {
         let config = Arc::new(config);
         let mut check = Self::new(move || {
             let config = Arc::clone(&config);
+            let tls = tls.clone();
             async move {
-                let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+                let (client, connection) = config.connect(tls).await.map_err(|e| describe(&e))?;
                 tokio::spawn(async move {
                     // Ends when the client is dropped; its errors surface through the client.
                     let _ = connection.await;
@@ -126,6 +193,15 @@ impl PostgresCheck {
     pub fn target(mut self, target: &str) -> Self {
         self.target = Some(Arc::from(target));
         self
+    }
+}
+
+/// The error for a connection string that asks for TLS in a build without it.
+#[cfg(not(feature = "tls"))]
+fn needs_tls() -> CheckConfigError {
+    CheckConfigError::Tls {
+        setting: "url",
+        message: "sslmode=require, verify-ca, verify-full or sslrootcert needs covet-health's `tls` feature".into(),
     }
 }
 

@@ -1,5 +1,7 @@
 //! `PING` against Redis.
 
+#[cfg(feature = "tls")]
+use std::path::Path;
 use std::{fmt, future::Future, ops::DerefMut, sync::Arc, time::Duration};
 
 use redis::{AsyncConnectionConfig, Client, aio::ConnectionLike};
@@ -78,11 +80,37 @@ impl RedisCheck {
         }
     }
 
-    /// A check that connects with a Redis URL (`redis://`, or `rediss://` if redis-rs was built
-    /// with TLS) on every run, with [`DEFAULT_CONNECT_TIMEOUT`](Self::DEFAULT_CONNECT_TIMEOUT).
+    /// A check that connects with a Redis URL on every run, with
+    /// [`DEFAULT_CONNECT_TIMEOUT`](Self::DEFAULT_CONNECT_TIMEOUT).
+    ///
+    /// `rediss://` (TLS, verified against the system's roots) needs the `tls` feature; without
+    /// it, such a URL is a [`CheckConfigError::Tls`].
     pub fn from_url(url: &str) -> Result<Self, CheckConfigError> {
-        let client = Client::open(url).map_err(CheckConfigError::Redis)?;
+        #[cfg(feature = "tls")]
+        let client = covet_tls::redis::client(url, None)?;
+        #[cfg(not(feature = "tls"))]
+        let client = Client::open(url).map_err(|e| {
+            if url.starts_with("rediss://") {
+                CheckConfigError::Tls {
+                    setting: "url",
+                    message: "rediss:// needs covet-health's `tls` feature".into(),
+                }
+            } else {
+                CheckConfigError::Redis(e)
+            }
+        })?;
         Ok(Self::from_client(client))
+    }
+
+    /// Like [`from_url`](Self::from_url) for a `rediss://` URL whose server's certificate
+    /// chains up to the CA certificates of the PEM file `ca_file`.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn from_url_with_ca_file(url: &str, ca_file: &Path) -> Result<Self, CheckConfigError> {
+        Ok(Self::from_client(covet_tls::redis::client(
+            url,
+            Some(ca_file),
+        )?))
     }
 
     /// Like [`from_url`](Self::from_url), from a `redis::Client`.

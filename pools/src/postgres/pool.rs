@@ -1,5 +1,7 @@
 //! `PgPool` and its builder.
 
+#[cfg(feature = "tls")]
+use std::path::PathBuf;
 use std::{
     collections::HashMap,
     fmt,
@@ -10,7 +12,9 @@ use std::{
 use bb8::ManageConnection;
 use bb8_postgres::PostgresConnectionManager;
 use prometheus::Registry;
-use tokio_postgres::{Client, Config, NoTls, Row, Statement, config::Host, types::ToSql};
+#[cfg(not(feature = "tls"))]
+use tokio_postgres::NoTls;
+use tokio_postgres::{Client, Config, Row, Statement, config::Host, types::ToSql};
 
 use super::{PgConnection, metrics::PgMetrics};
 use crate::{
@@ -39,6 +43,12 @@ pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// tokio-postgres' default keep-alive idle time, which means the URL did not set one.
 const TOKIO_POSTGRES_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
+/// The connector: rustls with the `tls` feature, none without.
+#[cfg(feature = "tls")]
+type Tls = covet_tls::postgres::MakeRustlsConnect;
+#[cfg(not(feature = "tls"))]
+type Tls = NoTls;
+
 /// A pooled PostgreSQL connection: the client and its prepared-statement cache.
 pub(crate) struct PgConn {
     pub(crate) client: Client,
@@ -59,7 +69,7 @@ pub(crate) enum PgManagerError {
 
 /// bb8-postgres's manager, timed and counted, with a bounded validity check.
 pub(crate) struct PgManager {
-    inner: PostgresConnectionManager<NoTls>,
+    inner: PostgresConnectionManager<Tls>,
     connect: Arc<ConnectMetrics>,
     validation_timeout: Duration,
 }
@@ -114,6 +124,8 @@ pub struct PgPoolBuilder {
     slow_query_threshold: Duration,
     statement_cache_capacity: usize,
     validation_timeout: Duration,
+    #[cfg(feature = "tls")]
+    ca_file: Option<PathBuf>,
 }
 
 impl PgPoolBuilder {
@@ -148,6 +160,19 @@ impl PgPoolBuilder {
         self
     }
 
+    /// The PEM file of the CA that signed the server's certificate (a private CA, or a cloud
+    /// provider's bundle such as RDS's `global-bundle.pem`), for `sslmode=verify-ca`,
+    /// `verify-full` and `require`; the URL's `sslrootcert` wins over it.
+    ///
+    /// Without one, the verifying modes trust the system's roots. Read when the pool is built:
+    /// an unreadable file is a [`PoolError::Setting`] naming `ca_file`.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
     /// Validates the settings, registers the pool's metrics into `registry` and opens one
     /// connection to prove the server is reachable (it becomes the pool's first idle
     /// connection).
@@ -162,9 +187,18 @@ impl PgPoolBuilder {
         let settings = self.settings;
         settings.validate()?;
         let pool_name = settings.pool_name.as_str();
-        let mut config: Config = self.url.parse().map_err(|e: tokio_postgres::Error| {
-            PoolError::setting(pool_name, "url", describe(&e))
-        })?;
+        #[cfg(feature = "tls")]
+        let (mut config, tls) =
+            covet_tls::postgres::connect_config(&self.url, self.ca_file.as_deref())
+                .map_err(|e| match e {
+                    covet_tls::TlsError::Postgres(e) => {
+                        PoolError::setting(pool_name, "url", describe(&e))
+                    }
+                    other => PoolError::setting(pool_name, other.setting(), other.to_string()),
+                })?
+                .into_parts();
+        #[cfg(not(feature = "tls"))]
+        let (mut config, tls) = (without_tls(&self.url, pool_name)?, NoTls);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(settings.connection_timeout);
         }
@@ -206,7 +240,7 @@ impl PgPoolBuilder {
             metrics.connection_errors.clone(),
         )?);
         let manager = PgManager {
-            inner: PostgresConnectionManager::new(config, NoTls),
+            inner: PostgresConnectionManager::new(config, tls),
             connect: Arc::clone(&connect),
             validation_timeout: self.validation_timeout,
         };
@@ -251,7 +285,27 @@ impl PgPoolBuilder {
     }
 }
 
-/// An instrumented bb8 pool of PostgreSQL connections (tokio-postgres, no TLS).
+/// A URL parsed for a pool without TLS: one that asks for TLS is refused, naming the feature.
+#[cfg(not(feature = "tls"))]
+fn without_tls(url: &str, pool_name: &str) -> Result<Config, PoolError> {
+    const NEEDS_TLS: &str = "TLS (sslmode=require, verify-ca, verify-full or sslrootcert) needs covet-pools' `tls` feature";
+    let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        // tokio-postgres does not know verify-ca / verify-full, nor sslrootcert.
+        let message = describe(&e);
+        if message.contains("sslmode") || message.contains("sslrootcert") {
+            PoolError::setting(pool_name, "url", format!("{message}: {NEEDS_TLS}"))
+        } else {
+            PoolError::setting(pool_name, "url", message)
+        }
+    })?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(PoolError::setting(pool_name, "url", NEEDS_TLS));
+    }
+    Ok(config)
+}
+
+/// An instrumented bb8 pool of PostgreSQL connections (tokio-postgres; rustls with the `tls`
+/// feature, honouring libpq's `sslmode`).
 ///
 /// Cheap to clone (two `Arc`s). Every statement run through it — [`query`](Self::query),
 /// [`query_one`](Self::query_one), [`query_opt`](Self::query_opt), [`execute`](Self::execute),
@@ -273,6 +327,8 @@ impl PgPool {
             slow_query_threshold: DEFAULT_SLOW_QUERY_THRESHOLD,
             statement_cache_capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
             validation_timeout: DEFAULT_VALIDATION_TIMEOUT,
+            #[cfg(feature = "tls")]
+            ca_file: None,
         }
     }
 

@@ -1,5 +1,7 @@
 //! `RedisPool`, its builder and `RedisConnection`.
 
+#[cfg(feature = "tls")]
+use std::path::PathBuf;
 use std::{
     fmt,
     ops::{Deref, DerefMut},
@@ -70,6 +72,8 @@ pub struct RedisPoolBuilder {
     url: String,
     settings: Settings,
     server_stats_interval: Duration,
+    #[cfg(feature = "tls")]
+    ca_file: Option<PathBuf>,
 }
 
 impl RedisPoolBuilder {
@@ -81,6 +85,18 @@ impl RedisPoolBuilder {
     /// Defaults to [`DEFAULT_SERVER_STATS_INTERVAL`] (15 s).
     pub fn server_stats_interval(mut self, interval: Duration) -> Self {
         self.server_stats_interval = interval;
+        self
+    }
+
+    /// The PEM file of the CA that signed a `rediss://` server's certificate (which must also
+    /// name the host); without one, the system's roots are trusted.
+    ///
+    /// Read when the pool is built: an unreadable file is a [`PoolError::Setting`] naming
+    /// `ca_file`, and so is a CA file with a `redis://` URL.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 
@@ -97,8 +113,27 @@ impl RedisPoolBuilder {
         let settings = self.settings;
         settings.validate()?;
         let pool_name = settings.pool_name.as_str();
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| PoolError::setting(pool_name, "url", e.to_string()))?;
+        #[cfg(feature = "tls")]
+        let client =
+            covet_tls::redis::client(&self.url, self.ca_file.as_deref()).map_err(|e| match e {
+                covet_tls::TlsError::Redis(e) => {
+                    PoolError::setting(pool_name, "url", e.to_string())
+                }
+                other => PoolError::setting(pool_name, other.setting(), other.to_string()),
+            })?;
+        #[cfg(not(feature = "tls"))]
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
+            let message = e.to_string();
+            if self.url.starts_with("rediss://") {
+                PoolError::setting(
+                    pool_name,
+                    "url",
+                    format!("{message}: rediss:// needs covet-pools' `tls` feature"),
+                )
+            } else {
+                PoolError::setting(pool_name, "url", message)
+            }
+        })?;
         let info = client.get_connection_info();
         let (host, port, target) = match info.addr() {
             ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
@@ -187,13 +222,15 @@ pub struct RedisPool {
 }
 
 impl RedisPool {
-    /// A builder for a pool of connections to `url` (`redis://[:password@]host[:port][/db]`;
-    /// parsed when the pool is built).
+    /// A builder for a pool of connections to `url` (`redis://[:password@]host[:port][/db]`,
+    /// or `rediss://` for TLS with the `tls` feature; parsed when the pool is built).
     pub fn builder(url: impl Into<String>) -> RedisPoolBuilder {
         RedisPoolBuilder {
             url: url.into(),
             settings: Settings::default(),
             server_stats_interval: DEFAULT_SERVER_STATS_INTERVAL,
+            #[cfg(feature = "tls")]
+            ca_file: None,
         }
     }
 

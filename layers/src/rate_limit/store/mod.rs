@@ -47,6 +47,16 @@ pub enum StoreError {
     #[cfg(feature = "rate-limit-redis")]
     #[error("rate-limit store: redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// TLS to Redis cannot be set up: an unusable CA file, a CA file with a `redis://` URL, or
+    /// a `rediss://` URL without the `rate-limit-redis-tls` feature.
+    #[cfg(feature = "rate-limit-redis")]
+    #[error("rate-limit store: TLS ({setting}): {message}")]
+    Tls {
+        /// The setting at fault: `url` or `ca_file`.
+        setting: &'static str,
+        /// What is wrong (never the password).
+        message: String,
+    },
 }
 
 pub(crate) type DecisionFuture =

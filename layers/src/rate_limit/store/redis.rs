@@ -20,6 +20,8 @@
 //! cannot otherwise tell that a multiplexed connection broke, and this is what makes decisions
 //! go back to Redis by themselves once it returns.
 
+#[cfg(feature = "rate-limit-redis-tls")]
+use std::path::PathBuf;
 use std::{fmt, sync::Arc, time::Duration};
 
 use bb8_redis::{RedisConnectionManager, bb8};
@@ -169,6 +171,8 @@ pub struct RedisStoreBuilder {
     fallback: Option<MemoryStore>,
     breaker_failures: u32,
     breaker_cool_down: Duration,
+    #[cfg(feature = "rate-limit-redis-tls")]
+    ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -189,7 +193,22 @@ impl RedisStoreBuilder {
             fallback: None,
             breaker_failures: super::breaker::DEFAULT_FAILURES,
             breaker_cool_down: super::breaker::DEFAULT_COOL_DOWN,
+            #[cfg(feature = "rate-limit-redis-tls")]
+            ca_file: None,
         }
+    }
+
+    /// The PEM file of the CA that signed a `rediss://` server's certificate (which must also
+    /// name the host); without one, the system's roots are trusted. Only for a store built from
+    /// a URL.
+    ///
+    /// Read by [`build`](Self::build): an unreadable file is a [`StoreError::Tls`] naming
+    /// `ca_file`, and so is a CA file with a `redis://` URL.
+    #[cfg(feature = "rate-limit-redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit-redis-tls")))]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
     }
 
     /// The circuit breaker: after `failures` failed decisions in a row (errors or timeouts),
@@ -233,13 +252,41 @@ impl RedisStoreBuilder {
 
     /// Builds the store. With a URL, checks it and creates the pool: call it inside a Tokio
     /// runtime (the pool starts its reaper task); outside one it returns
-    /// [`StoreError::NoRuntime`], and an unparsable URL [`StoreError::Redis`].
+    /// [`StoreError::NoRuntime`], an unparsable URL [`StoreError::Redis`], and a TLS setting
+    /// that cannot be carried out [`StoreError::Tls`].
+    ///
+    /// `rediss://` URLs need the `rate-limit-redis-tls` feature.
     pub fn build(self) -> Result<RedisStore, StoreError> {
         let pool = match self.source {
             Source::Pool(pool) => pool,
             Source::Url(url) => {
                 tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime)?;
-                let manager = RedisConnectionManager::new(url.as_str())?;
+                #[cfg(feature = "rate-limit-redis-tls")]
+                let manager = {
+                    let client = covet_tls::redis::client(&url, self.ca_file.as_deref()).map_err(
+                        |e| match e {
+                            // A URL that does not parse is the same error with or without TLS.
+                            covet_tls::TlsError::Redis(e) => StoreError::Redis(e),
+                            other => StoreError::Tls {
+                                setting: other.setting(),
+                                message: other.to_string(),
+                            },
+                        },
+                    )?;
+                    // The CA travels in the connection info.
+                    RedisConnectionManager::new(client.get_connection_info().clone())?
+                };
+                #[cfg(not(feature = "rate-limit-redis-tls"))]
+                let manager = {
+                    if url.starts_with("rediss://") {
+                        return Err(StoreError::Tls {
+                            setting: "url",
+                            message: "rediss:// needs covet-layers' `rate-limit-redis-tls` feature"
+                                .into(),
+                        });
+                    }
+                    RedisConnectionManager::new(url.as_str())?
+                };
                 bb8::Pool::builder()
                     .max_size(16)
                     .connection_timeout(DEFAULT_TIMEOUT)

@@ -37,6 +37,11 @@ variable "redis_tls" {
   type        = bool
 }
 
+variable "db_tls" {
+  description = "Whether PostgreSQL requires TLS: the URL then asks for sslmode=verify-full (the CA is the RDS bundle baked into the image, COVET_DATABASE_CA_FILE)."
+  type        = bool
+}
+
 resource "random_password" "db" {
   length  = 40
   special = false
@@ -54,7 +59,7 @@ resource "random_password" "api_token" {
 
 locals {
   values = {
-    "database-url" = "postgres://${var.db_username}:${random_password.db.result}@${var.db_endpoint}/${var.db_name}"
+    "database-url" = "postgres://${var.db_username}:${random_password.db.result}@${var.db_endpoint}/${var.db_name}${var.db_tls ? "?sslmode=verify-full" : ""}"
     "redis-url"    = var.redis_tls ? "rediss://:${random_password.redis.result}@${var.redis_address}:6379/0" : "redis://${var.redis_address}:6379/0"
     "api-token"    = random_password.api_token.result
   }
