@@ -258,11 +258,13 @@ check_helm() {
       > "$WORK/rendered/helm-$env.yaml" || { rc=1; continue; }
     k8s_validate "$WORK/rendered/helm-$env.yaml" || rc=1
   done
-  # values.schema.json must reject wrong values (a wrong type, an unknown key), and the ingress
-  # template an edge timeout below the drain timeout (`fail`, which helm lint only reports as
-  # INFO, so that case is rendered).
+  # values.schema.json must reject wrong values (a wrong type, an unknown key, a negative or
+  # over-24h linger, a shutdown setting put in `config`), the ingress template an edge timeout
+  # below the drain timeout, and the ServiceMonitor template an admin linger below its scrape
+  # interval (`fail`, which helm lint only reports as INFO, so those cases are rendered).
   local bad
-  for bad in replicaCount=abc replicaCunt=3 shutdown.drainTimeoutSeconds=soon; do
+  for bad in replicaCount=abc replicaCunt=3 shutdown.drainTimeoutSeconds=soon \
+      shutdown.adminLingerSeconds=-1 shutdown.adminLingerSeconds=86401 config.COVET_ADMIN_LINGER=15s; do
     if "$BIN/helm" lint --strict "$chart" --set "$bad" >/dev/null 2>&1; then
       echo "helm lint accepts --set $bad: values.schema.json does not guard it"
       rc=1
@@ -270,6 +272,10 @@ check_helm() {
   done
   if "$BIN/helm" template covet "$chart" --set ingress.proxyTimeoutSeconds=10 >/dev/null 2>&1; then
     echo "helm template renders ingress.proxyTimeoutSeconds (10) < shutdown.drainTimeoutSeconds (30)"
+    rc=1
+  fi
+  if "$BIN/helm" template covet "$chart" --set shutdown.adminLingerSeconds=10 >/dev/null 2>&1; then
+    echo "helm template renders shutdown.adminLingerSeconds (10) < serviceMonitor.interval (15s)"
     rc=1
   fi
   return "$rc"
@@ -355,7 +361,7 @@ main() {
   step "kubectl kustomize + kubernetes-validate --strict (k8s overlays)" check_kustomize
   step "helm lint --strict + helm template + kubernetes-validate --strict" check_helm
   step "probe/shutdown invariants on every rendered manifest" check_invariants
-  step "cross-file consistency (edge timeouts, NGINX, compose, rate limits, rule copies, runbooks)" check_consistency
+  step "cross-file consistency (edge timeouts, NGINX, compose, shutdown budgets, rate limits, rule copies, runbooks)" check_consistency
   step "checkov (rendered Kubernetes and Helm manifests)" check_checkov_k8s
   step "terraform: python-hcl2, terraform fmt -check, checkov" check_terraform
   step "runbooks name real files" check_docs

@@ -25,6 +25,11 @@ Usage (from the repository root, after `cargo build -p covet-server`):
    `$__range` -> 1m, `$__interval` -> 15s, `$job`/`$instance` -> the values the dashboard's own
    variable queries return). Every query must succeed, and every target of every panel must
    return data, except in `Event-only:` panels.
+4. Shutdown: SIGTERM to the server with a request longer than its drain deadline in flight,
+   while Prometheus keeps scraping the admin port (it lingers past the drain). Every panel
+   target on a `shutdown_*` metric must show the shutdown: a value while shutting down that it
+   did not have before (lifecycle phase draining then stopping, readiness down, the cancelled
+   request counted); `/health/ready` must answer 503 during the drain.
 
 Prints one line per panel target and exits non-zero on any failure. Everything it starts is
 stopped on the way out, and every wait is bounded. Python 3.11 standard library only, plus
@@ -105,6 +110,9 @@ PROMETHEUS_SERIES = {
 }
 # Labels Prometheus attaches to every scraped series.
 TARGET_LABELS = {"job", "instance", "__name__"}
+# The reference server's shutdown in the proof: long enough phases for 1 s scrapes to see each
+# one, and an admin port that outlives the drain by a few scrapes.
+PRE_STOP_S, DRAIN_S, LINGER_S = 2, 3, 3
 # Evaluation values of Grafana's built-in variables (the data covers at least 30 s).
 BUILTINS = {"__rate_interval": "1m", "__range": "1m", "__interval": "15s"}
 
@@ -751,6 +759,86 @@ def label_values(base: str, selector: str | None, label: str) -> list[str]:
     return answer["data"]
 
 
+def range_values(base: str, query: str, start: float, end: float,
+                 step: float = 0.5) -> list[float]:
+    """Every finite value of every series of a range query."""
+    body = urllib.parse.urlencode({"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                                   "step": f"{step}"}).encode()
+    status, payload = http("POST", base + "/api/v1/query_range", body,
+                           {"content-type": "application/x-www-form-urlencoded"}, timeout=30)
+    answer = json.loads(payload)
+    if answer.get("status") != "success":
+        raise RuntimeError(f"query_range({query}): HTTP {status} {answer.get('error')}")
+    return [float(v) for series in answer["data"]["result"] for _, v in series["values"]
+            if not math.isnan(float(v))]
+
+
+def values_text(values: list[float]) -> str:
+    """A short rendering of the distinct values of a range query."""
+    distinct = sorted(set(values))
+    if not distinct:
+        return "no data"
+    if len(distinct) <= 4:
+        return ", ".join(f"{v:.4g}" for v in distinct)
+    return f"{distinct[0]:.4g}..{distinct[-1]:.4g} ({len(distinct)} values)"
+
+
+def shutdown_proof(prom: str, server: subprocess.Popen, api: str, admin: str,
+                   targets: list["Target"], values_by_file: dict[str, dict[str, str]],
+                   drain: float) -> list[str]:
+    """Shuts covet-server down under Prometheus's eyes, with one request longer than the drain
+    deadline in flight, and proves each shutdown panel shows it: its value during the shutdown
+    differs from the value before the signal (phase 1 -> 2 -> 3, readiness 1 -> 0, cancelled
+    requests 0 -> 1). Returns the failures."""
+    failures = []
+    cut: list[object] = []
+
+    def long_request():
+        try:
+            cut.append(http("GET", api + f"/api/slow?ms={int((drain + 20) * 1000)}", timeout=60))
+        except OSError as e:
+            cut.append(e)
+
+    client = threading.Thread(target=long_request, daemon=True)
+    client.start()
+    time.sleep(1.0)
+    signalled = time.time()
+    server.send_signal(signal.SIGTERM)
+    ready_statuses: collections.Counter = collections.Counter()
+    while server.poll() is None:
+        try:
+            ready_statuses[http("GET", admin + "/health/ready", timeout=2)[0]] += 1
+        except OSError:
+            ready_statuses["refused"] += 1
+        time.sleep(0.2)
+    exited = time.time()
+    client.join(timeout=30)
+    log(f"shutdown: exited {exited - signalled:.1f}s after SIGTERM (status {server.returncode}); "
+        f"/health/ready answers meanwhile {dict(ready_statuses)}; the long request got "
+        f"{cut[0] if cut else 'nothing'!r:.60}")
+    if server.returncode != 0:
+        failures.append(f"covet-server exited with status {server.returncode} after SIGTERM")
+    if ready_statuses.get(503, 0) == 0:
+        failures.append("shutdown: /health/ready never answered 503 during the drain")
+    if cut and isinstance(cut[0], tuple):
+        failures.append(f"shutdown: the request longer than the drain was not cut: {cut[0]!r:.80}")
+    time.sleep(2.0)  # let Prometheus mark the target down and evaluate its rules
+    print()
+    print("shutdown panels (value before SIGTERM -> values while shutting down)")
+    for t in targets:
+        expr = substitute(t.expr, values_by_file[t.file])
+        before = range_values(prom, expr, signalled - 3, signalled - 0.5)
+        during = range_values(prom, expr, signalled + 0.5, exited + 1)
+        changed = bool(during) and any(v not in before for v in during)
+        verdict = "ok" if changed else "FAIL"
+        print(f"  {t.file.removesuffix('.json')} / {t.panel} {t.ref}: "
+              f"{values_text(before)} -> {values_text(during)}  {verdict}")
+        if not changed:
+            failures.append(f"{t.file} / panel '{t.panel}' {t.ref}: shows no shutdown "
+                            f"(before {values_text(before)}, during {values_text(during)})")
+    return failures
+
+
 def grafana_regex(values: list[str]) -> str:
     """How Grafana formats a multi-value variable for a Prometheus regex matcher."""
     escaped = [re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", v) for v in values]
@@ -837,7 +925,8 @@ def main() -> int:
             "--database-url", args.database_url, "--redis-url", args.redis_url,
             "--rate-limit", "10/s", "--rate-limit-burst", "10",
             "--rate-limit-store", args.rate_limit_store, "--api-token", "t",
-            "--log-format", "json", "--pre-stop-delay", "0s", "--drain-timeout", "5s",
+            "--log-format", "json", "--pre-stop-delay", f"{PRE_STOP_S}s",
+            "--drain-timeout", f"{DRAIN_S}s", "--admin-linger", f"{LINGER_S}s",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVET_")}
         with open(server_log, "wb") as out:
@@ -994,6 +1083,14 @@ def main() -> int:
             explained_live = sum(
                 1 for reasons in failing_panels.values()
                 if all(r.split(": ", 1)[1].startswith("not exported yet") for r in reasons))
+
+            # Last, the shutdown itself: the panels that exist for it must show it.
+            traffic.stop()
+            shutdown_targets = [t for t in targets if "shutdown_" in t.expr]
+            if not shutdown_targets:
+                live_failures.append("no panel shows the shutdown metrics (shutdown_*)")
+            live_failures.extend(shutdown_proof(prom, server, api, admin, shutdown_targets,
+                                                values_by_file, DRAIN_S))
     except RuntimeError as e:
         live_failures.append(str(e))
     finally:

@@ -11,7 +11,8 @@ Proxies in front of covet-server (deploy/README.md, "Timeouts between the edge a
     compose.prod.yaml's app), the ALB `idle_timeout` (against the ECS task's environment);
   - every proxy lets a request run at least COVET_DRAIN_TIMEOUT: NGINX proxy_read_timeout and
     proxy_send_timeout (default 60s), the ALB idle_timeout;
-  - ECS: deregistration delay >= pre-stop delay + drain, stopTimeout >= that + a flush margin.
+  - ECS: deregistration delay >= pre-stop delay + drain, stopTimeout >= that + COVET_ADMIN_LINGER
+    + a flush margin.
 NGINX (deploy/nginx/nginx.conf):
   - every location that proxies clears a client-sent `Forwarded` (proxy_set_header Forwarded "");
   - upstream host names are re-resolved (`resolve` + `zone` + a `resolver`), and the NGINX image
@@ -23,7 +24,20 @@ NGINX (deploy/nginx/nginx.conf):
 Compose:
   - every service of compose.prod.yaml has a health check and resource limits (its header says
     so); no Swarm-only key (`docker compose up` ignores them) in either compose file;
-  - Prometheus sends alerts to an Alertmanager service that both compose files run.
+  - Prometheus sends alerts to an Alertmanager service that both compose files run;
+  - the app's stop_grace_period (default 10s) >= COVET_PRE_STOP_DELAY + COVET_DRAIN_TIMEOUT +
+    COVET_ADMIN_LINGER + a flush margin, in both files.
+Last scrape (COVET_ADMIN_LINGER, default 0s): the admin port outlives the drain by at least the
+scrape interval of every Prometheus in these files that scrapes the app, so the final shutdown
+metrics are scraped:
+  - compose: a service that mounts deploy/prometheus/ runs prometheus.yml; each of its jobs
+    (dns_sd_configs names, static_configs hosts) that names a compose service running
+    covet-server requires that service's COVET_ADMIN_LINGER >= the job's scrape_interval (or the
+    global one, Prometheus's default 1m);
+  - ECS: nothing scrapes the tasks (ECS_SCRAPE_INTERVAL is None); the check fails if the tasks'
+    admin port admits more than the ALB, or the Terraform (outside comments) names Prometheus,
+    until ECS_SCRAPE_INTERVAL records the scraper's interval (then enforced);
+  - Kubernetes and Helm: check_manifests.py (ServiceMonitor intervals).
 Settings:
   - every COVET_* variable given to the app (compose, ECS) is a setting covet-server reads
     (server_settings.py: config.rs plus the pending list);
@@ -34,6 +48,7 @@ Docs: a runbook that names a Deployment in a kubectl command names the one of ea
 path (kustomize and Helm name it differently). Helm's kubeVersion covers preStop `sleep` (1.30).
 Exits 1 listing every violation.
 """
+import json
 import pathlib
 import re
 import sys
@@ -56,6 +71,15 @@ CHART = DEPLOY / "helm" / "covet" / "Chart.yaml"
 DOCS = [DEPLOY / "README.md", *sorted((ROOT / "docs" / "operations").glob("*.md"))]
 
 FLUSH_MARGIN = 5  # seconds, as check_manifests.py
+COMPOSE_STOP_GRACE_DEFAULT = 10  # stop_grace_period when unset
+PROMETHEUS_SCRAPE_INTERVAL_DEFAULT = "1m"  # global.scrape_interval when unset
+# The Prometheus scrape interval of the ECS tasks' admin port, or None: nothing scrapes them
+# (the admin port admits only the ALB's health checks; metrics are CloudWatch's), so the task
+# keeps COVET_ADMIN_LINGER at its default 0s. Whoever adds a scraper sets its interval here.
+ECS_SCRAPE_INTERVAL = None
+# In the parsed Terraform (comments excluded), a sign that something may scrape the tasks: an
+# Amazon Managed Prometheus resource, or an ADOT / CloudWatch agent's Prometheus receiver config.
+ECS_SCRAPER_HINT = re.compile(r"prometheus", re.I)
 NGINX_PROXY_TIMEOUT_DEFAULT = 60  # proxy_read_timeout / proxy_send_timeout when unset
 ALB_IDLE_TIMEOUT_DEFAULT = 60
 NGINX_RESOLVE_MIN = (1, 27, 3)  # first open-source NGINX with `server ... resolve` in upstream
@@ -276,8 +300,11 @@ def check_compose(compose, prod):
         errors.append("compose.prod.yaml: app: set COVET_IDLE_TIMEOUT explicitly (NGINX's upstream "
                       "keepalive_timeout must stay below it)")
 
-    # Alerts reach an Alertmanager in both stacks.
     prom = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
+    for path, doc in ((COMPOSE, compose), (COMPOSE_PROD, prod)):
+        errors += check_compose_shutdown(path, doc, prom)
+
+    # Alerts reach an Alertmanager in both stacks.
     targets = [t for am in ((prom.get("alerting") or {}).get("alertmanagers") or [])
                for sc in am.get("static_configs") or [] for t in sc.get("targets") or []]
     if not targets:
@@ -292,6 +319,62 @@ def check_compose(compose, prod):
                 errors.append(f"{path.name}: no service `{host}` for Prometheus's Alertmanager target {target}")
             elif not any("alertmanager/alertmanager.yml" in str(v) for v in services[host].get("volumes") or []):
                 errors.append(f"{path.name}: {host} does not mount deploy/alertmanager/alertmanager.yml")
+    return errors
+
+
+def runs_covet_server(svc):
+    """A compose service runs covet-server when it is given COVET_* settings."""
+    return any(k.startswith("COVET_") for k in env_map(svc.get("environment")))
+
+
+def prometheus_jobs(prom):
+    """(job name, scrape interval, {host names it scrapes}) for each job of prometheus.yml."""
+    default = (prom.get("global") or {}).get("scrape_interval", PROMETHEUS_SCRAPE_INTERVAL_DEFAULT)
+    for job in prom.get("scrape_configs") or []:
+        hosts = {n for sd in job.get("dns_sd_configs") or [] for n in sd.get("names") or []}
+        hosts |= {str(t).rsplit(":", 1)[0] for sc in job.get("static_configs") or [] for t in sc.get("targets") or []}
+        yield job.get("job_name"), job.get("scrape_interval", default), hosts
+
+
+def check_compose_shutdown(path, doc, prom):
+    """The app's stop_grace_period covers its shutdown, and its admin port outlives the drain by
+    the scrape interval of the stack's Prometheus (one that mounts deploy/prometheus/)."""
+    errors = []
+    services = doc.get("services") or {}
+    d = server_settings.defaults()
+    rel_prom = PROMETHEUS.relative_to(DEPLOY)
+    mounts = lambda svc: [(v.get("source", "") if isinstance(v, dict) else str(v).split(":", 1)[0]).rstrip("/")
+                          for v in svc.get("volumes") or []]
+    scraping = [name for name, svc in services.items() if "./prometheus" in mounts(svc)]
+    for name, svc in services.items():
+        if not runs_covet_server(svc):
+            continue
+        env = env_map(svc.get("environment"))
+        where = f"{path.name}: {name}"
+        if "COVET_ADMIN_LINGER" not in env and "COVET_ADMIN_LINGER" not in d:
+            errors.append(f"{where}: COVET_ADMIN_LINGER has no default: example-server/src/config.rs does not "
+                          "declare it (add it to PENDING in deploy/tools/server_settings.py meanwhile)")
+        values = {k: env.get(k, d.get(k, "0s")) for k in ("COVET_PRE_STOP_DELAY", "COVET_DRAIN_TIMEOUT",
+                                                            "COVET_ADMIN_LINGER")}
+        try:
+            parts = {k: seconds(v) for k, v in values.items()}
+            grace = seconds(svc.get("stop_grace_period", COMPOSE_STOP_GRACE_DEFAULT))
+        except ValueError as err:
+            errors.append(f"{where}: {err}")
+            continue
+        budget = sum(parts.values()) + FLUSH_MARGIN
+        if grace < budget:
+            errors.append(f"{where}: stop_grace_period {svc.get('stop_grace_period', '(unset: 10s)')} < "
+                          + " + ".join(f"{k} {v}" for k, v in values.items())
+                          + f" + {FLUSH_MARGIN}s flush = {budget:g}s (Docker kills the app mid-shutdown)")
+        for prom_svc in scraping:
+            for job, interval, hosts in prometheus_jobs(prom):
+                if name not in hosts:
+                    continue
+                if parts["COVET_ADMIN_LINGER"] < seconds(interval):
+                    errors.append(f"{where}: COVET_ADMIN_LINGER {values['COVET_ADMIN_LINGER']} < the scrape "
+                                  f"interval {interval} of job {job} in {rel_prom} (run by `{prom_svc}`): the "
+                                  "last scrape after the drain, with the final shutdown metrics, may not happen")
     return errors
 
 
@@ -333,10 +416,54 @@ def check_terraform(modules, alb_idle):
     dereg = float(modules["alb"].get("deregistration_delay", 300))
     if dereg < pre_stop + drain:
         errors.append(f"terraform: ALB deregistration_delay {dereg:g}s < COVET_PRE_STOP_DELAY + COVET_DRAIN_TIMEOUT")
+    if "COVET_ADMIN_LINGER" not in env and "COVET_ADMIN_LINGER" not in d:
+        errors.append("terraform ECS task: COVET_ADMIN_LINGER has no default: example-server/src/config.rs does "
+                      "not declare it (add it to PENDING in deploy/tools/server_settings.py meanwhile)")
+    linger_text = env.get("COVET_ADMIN_LINGER", d.get("COVET_ADMIN_LINGER", "0s"))
+    linger = seconds(linger_text)
     stop = float(modules["ecs"].get("stop_timeout", 30))
-    if stop < pre_stop + drain + FLUSH_MARGIN:
-        errors.append(f"terraform: ECS stop_timeout {stop:g}s < pre-stop {pre_stop:g} + drain {drain:g} + {FLUSH_MARGIN}s flush")
+    if stop < pre_stop + drain + linger + FLUSH_MARGIN:
+        errors.append(f"terraform: ECS stop_timeout {stop:g}s < pre-stop {pre_stop:g} + drain {drain:g} + "
+                      f"admin linger {linger:g} + {FLUSH_MARGIN}s flush (main.tf)")
+    if ECS_SCRAPE_INTERVAL is None:
+        for reason in ecs_scrapers():
+            errors.append(f"terraform: {reason}: if a Prometheus scrapes the ECS tasks, set COVET_ADMIN_LINGER to "
+                          "its scrape interval in main.tf, budget it in stop_timeout, and record the interval as "
+                          "ECS_SCRAPE_INTERVAL in deploy/tools/check_consistency.py")
+    elif linger < seconds(ECS_SCRAPE_INTERVAL):
+        errors.append(f"terraform/aws/main.tf: ECS COVET_ADMIN_LINGER {linger_text} < the scrape interval "
+                      f"{ECS_SCRAPE_INTERVAL} of the tasks' scraper (ECS_SCRAPE_INTERVAL): the last scrape after "
+                      "the drain, with the final shutdown metrics, may not happen")
     return errors, env
+
+
+def ecs_scrapers():
+    """Why something other than the ALB might scrape the tasks' admin port, if anything does:
+    an ingress rule of the tasks' security group on the admin port from another source, or a
+    scraper named in the Terraform (comments are not parsed, so they do not count)."""
+    reasons = []
+    for path in sorted(TF_MAIN.parent.rglob("*.tf")):
+        with open(path, encoding="utf-8") as f:
+            doc = hcl2.load(f)
+        rel = path.relative_to(DEPLOY)
+        for r in doc.get("resource", []):
+            for kind, named in r.items():
+                for rname, body in named.items():
+                    if kind == "aws_security_group" and rname == "tasks":
+                        for rule in body.get("ingress") or []:
+                            rule = {k: hcl_value(v) for k, v in rule.items()}
+                            if rule.get("from_port") == rule.get("to_port") == "${var.app_port}":
+                                continue  # the API port, not the admin port
+                            sources = {k: rule[k] for k in ("cidr_blocks", "ipv6_cidr_blocks", "security_groups",
+                                                            "prefix_list_ids", "self") if rule.get(k)}
+                            if sources != {"security_groups": "${var.alb_security_group_id}"}:
+                                reasons.append(f"{rel}: the tasks' admin port admits {sources}, not only the ALB")
+                    elif kind in ("aws_security_group_rule", "aws_vpc_security_group_ingress_rule") \
+                            and "aws_security_group.tasks" in str(body):
+                        reasons.append(f"{rel}: {kind}.{rname} opens the tasks' security group further")
+        if ECS_SCRAPER_HINT.search(json.dumps(doc)):
+            reasons.append(f"{rel} names Prometheus")
+    return reasons
 
 
 def rendered_env(path):

@@ -5,8 +5,12 @@ Usage: check_manifests.py RENDERED.yaml...   (output of `kubectl kustomize` or `
 
 For every Deployment running covet-server (DESIGN.md, "Shutdown sequence"; REFERENCES.md, "Health"):
   - terminationGracePeriodSeconds >= preStop sleep + COVET_PRE_STOP_DELAY + COVET_DRAIN_TIMEOUT
-    + FLUSH_MARGIN, with the two durations resolved from env, envFrom ConfigMaps or the
-    server's defaults (5s, 30s);
+    + COVET_ADMIN_LINGER + FLUSH_MARGIN, with the durations resolved from env, envFrom
+    ConfigMaps or the server's defaults (server_settings.defaults(): 5s, 30s, 0s);
+  - scraped by a rendered ServiceMonitor: COVET_ADMIN_LINGER >= every scraping endpoint's
+    `interval` (set explicitly), so the last scrape after the drain holds the final shutdown
+    metrics; and the scraped admin Service sets publishNotReadyAddresses, or the Endpoints
+    controller drops the terminating pod (and Prometheus the target) before the linger;
   - startupProbe /health/startup, livenessProbe /health/live, readinessProbe /health/ready,
     all httpGet on the admin port (COVET_ADMIN_LISTEN's port, 9090 by default);
   - non-root, read-only root filesystem, ALL capabilities dropped, seccomp RuntimeDefault,
@@ -110,15 +114,22 @@ def check(docs):
         sleep = (pre_stop.get("sleep") or {}).get("seconds", 0)
         if "exec" in pre_stop:
             errors.append(f"{name}: preStop exec needs a shell the distroless image lacks; use sleep")
+        if "COVET_ADMIN_LINGER" not in env:
+            errors.append(f"{name}: COVET_ADMIN_LINGER has no default: example-server/src/config.rs does not "
+                          "declare it (add it to PENDING in deploy/tools/server_settings.py meanwhile)")
+            env["COVET_ADMIN_LINGER"] = "0s"
         try:
-            budget = sleep + seconds(env["COVET_PRE_STOP_DELAY"]) + seconds(env["COVET_DRAIN_TIMEOUT"]) + FLUSH_MARGIN
+            linger = seconds(env["COVET_ADMIN_LINGER"])
+            budget = (sleep + seconds(env["COVET_PRE_STOP_DELAY"]) + seconds(env["COVET_DRAIN_TIMEOUT"])
+                      + linger + FLUSH_MARGIN)
         except ValueError as err:
             errors.append(f"{name}: {err}")
-            budget = 0
+            linger, budget = 0, 0
         if grace < budget:
             errors.append(
                 f"{name}: terminationGracePeriodSeconds {grace} < preStop {sleep} + COVET_PRE_STOP_DELAY "
-                f"{env['COVET_PRE_STOP_DELAY']} + COVET_DRAIN_TIMEOUT {env['COVET_DRAIN_TIMEOUT']} + {FLUSH_MARGIN}s flush")
+                f"{env['COVET_PRE_STOP_DELAY']} + COVET_DRAIN_TIMEOUT {env['COVET_DRAIN_TIMEOUT']} + "
+                f"COVET_ADMIN_LINGER {env['COVET_ADMIN_LINGER']} + {FLUSH_MARGIN}s flush = {budget:g}s")
 
         # Probes on the admin port.
         admin_port = int(str(env["COVET_ADMIN_LISTEN"]).rsplit(":", 1)[1])
@@ -181,9 +192,13 @@ def check(docs):
             sel = sm["spec"].get("selector") or {}
             for svc, p in admin_services:
                 svc_labels = svc["metadata"].get("labels") or {}
-                if all(svc_labels.get(k) == v for k, v in (sel.get("matchLabels") or {}).items()):
-                    scraped |= any(e.get("port") == p.get("name") and e.get("path", "/metrics") == "/metrics"
-                                   for e in sm["spec"].get("endpoints", []))
+                if not all(svc_labels.get(k) == v for k, v in (sel.get("matchLabels") or {}).items()):
+                    continue
+                scrapes = [e for e in sm["spec"].get("endpoints", [])
+                           if e.get("port") == p.get("name") and e.get("path", "/metrics") == "/metrics"]
+                scraped |= bool(scrapes)
+                if scrapes:
+                    errors += check_linger(name, env, sm, svc, scrapes)
         if monitors and not scraped:
             errors.append(f"{name}: no ServiceMonitor scrapes /metrics on the admin port")
         if not monitors:
@@ -225,6 +240,38 @@ def check(docs):
             if not probes:
                 errors.append(f"{name}: no `helm test` Pod (helm.sh/hook: test) fetches /health/ready from "
                               f"the admin Service ({', '.join(sorted(admin_targets)) or 'none'})")
+    return errors
+
+
+def check_linger(name, env, sm, svc, endpoints):
+    """A ServiceMonitor scrapes the admin Service `svc` through `endpoints`: the admin port must
+    outlive the drain by at least the scrape interval, and the terminating pod stay a target."""
+    errors = []
+    where = f"{name}: ServiceMonitor {sm['metadata']['name']}"
+    linger = env["COVET_ADMIN_LINGER"]
+    try:
+        linger_s = seconds(linger)
+    except ValueError:
+        return []  # reported with the shutdown budget
+    for e in endpoints:
+        interval = e.get("interval")
+        if not interval:
+            errors.append(f"{where}: set the endpoint's `interval` explicitly (the Prometheus default varies), "
+                          f"so COVET_ADMIN_LINGER ({linger}) can be checked against it")
+            continue
+        try:
+            short = linger_s < seconds(interval)
+        except ValueError as err:
+            errors.append(f"{where}: {err}")
+            continue
+        if short:
+            errors.append(f"{where}: COVET_ADMIN_LINGER {linger} < the scrape interval {interval}: Prometheus may "
+                          "not scrape the admin port between the end of the drain and the exit, and loses the "
+                          "final shutdown metrics")
+    if linger_s > 0 and svc["spec"].get("publishNotReadyAddresses") is not True:
+        errors.append(f"{where}: Service {svc['metadata']['name']} needs publishNotReadyAddresses: true, or a "
+                      f"terminating pod leaves its Endpoints (and Prometheus's targets) before COVET_ADMIN_LINGER "
+                      f"({linger}) runs")
     return errors
 
 

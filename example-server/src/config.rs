@@ -74,6 +74,11 @@ pub struct Config {
     #[arg(long, env = "COVET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
+    /// Log lines held while stderr's reader is slow; past it, new lines are dropped (counted in
+    /// `log_lines_dropped_total`) rather than requests waiting for the reader.
+    #[arg(long, env = "COVET_LOG_BUFFER_LINES", default_value_t = covet_layers::telemetry::DEFAULT_LOG_BUFFER_LINES)]
+    pub log_buffer_lines: usize,
+
     /// After SIGTERM, how long to keep serving with readiness failing (e.g. `5s`, `0s`).
     #[arg(long, env = "COVET_PRE_STOP_DELAY", default_value = "5s", value_parser = parse_duration)]
     pub pre_stop_delay: Duration,
@@ -81,6 +86,13 @@ pub struct Config {
     /// How long in-flight requests may take once accepting stops (e.g. `30s`).
     #[arg(long, env = "COVET_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// After the API port has drained, how long the admin port (`/metrics`, `/health*`) keeps
+    /// answering before the process exits, so Prometheus's last scrape holds the final
+    /// shutdown metrics (`shutdown_cancelled_requests_total`, `shutdown_phase`) and readiness
+    /// answers 503, not connection refused. Set it to the scrape interval (e.g. `15s`).
+    #[arg(long, env = "COVET_ADMIN_LINGER", default_value = "0s", value_parser = parse_duration)]
+    pub admin_linger: Duration,
 
     /// How long a client may take to send a request head before its connection is closed: from
     /// connecting to its first complete request head, and from the first byte of each later
@@ -258,6 +270,9 @@ impl Config {
         {
             return Err("--api-token (COVET_API_TOKEN) must not be empty".into());
         }
+        if self.log_buffer_lines == 0 {
+            return Err("--log-buffer-lines (COVET_LOG_BUFFER_LINES) must be at least 1".into());
+        }
         if self.rate_limit_max_keys == 0 {
             return Err(
                 "--rate-limit-max-keys (COVET_RATE_LIMIT_MAX_KEYS) must be at least 1".into(),
@@ -273,6 +288,11 @@ impl Config {
                 "--drain-timeout (COVET_DRAIN_TIMEOUT)",
                 self.drain_timeout,
                 false,
+            ),
+            (
+                "--admin-linger (COVET_ADMIN_LINGER)",
+                self.admin_linger,
+                true,
             ),
             (
                 "--header-read-timeout (COVET_HEADER_READ_TIMEOUT)",

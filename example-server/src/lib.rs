@@ -98,6 +98,7 @@ pub struct Server {
     notes: Notes,
     api_options: ServeOptions,
     admin_options: ServeOptions,
+    admin_linger: Duration,
 }
 
 impl Server {
@@ -286,6 +287,7 @@ impl Server {
             notes,
             api_options,
             admin_options,
+            admin_linger: config.admin_linger,
         })
     }
 
@@ -322,7 +324,7 @@ impl Server {
     /// Serves both ports until the shutdown coordinator stops them, then runs the hooks.
     ///
     /// The admin port keeps answering (`/health/ready` with 503, `/metrics` for a last scrape)
-    /// until the API port has drained, then stops too.
+    /// until the API port has drained and `--admin-linger` has passed, then stops too.
     pub async fn run(self) -> Result<ShutdownReport, ServerError> {
         // Start-up is complete once the server listens: it does not wait for the database, so
         // a pod started during an outage is not restarted by its startup probe. Until the
@@ -360,13 +362,23 @@ impl Server {
             let _ = api_drained.send(());
             report
         };
+        // The admin port outlives the API's drain by `--admin-linger`, so the last scrape holds
+        // the final shutdown metrics.
+        let linger = self.admin_linger;
         let admin = serve_until(
             self.admin,
             self.admin_router,
             &self.shutdown,
             self.admin_options,
-            async {
+            async move {
                 let _ = drained.await;
+                if !linger.is_zero() {
+                    tracing::info!(
+                        linger_ms = linger.as_millis() as u64,
+                        "API drained; the admin port answers a while longer"
+                    );
+                    tokio::time::sleep(linger).await;
+                }
             },
         );
         tokio::try_join!(api, admin).map_err(ServerError::Serve)?;

@@ -31,7 +31,10 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let telemetry = match telemetry_builder(config.log_format).init() {
+        let telemetry = match telemetry_builder(config.log_format)
+            .log_buffer_lines(config.log_buffer_lines)
+            .init()
+        {
             Ok(guard) => guard,
             Err(err) => {
                 eprintln!("covet-server: telemetry: {err}");
@@ -45,29 +48,31 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        // Hooks run in reverse order: the telemetry flush, added last, runs first.
-        server
-            .shutdown()
-            .add_hook("flush telemetry", move || async move {
-                if let Err(err) = telemetry.shutdown().await {
-                    eprintln!("covet-server: flushing spans: {err}");
-                }
-            });
+        if let Err(err) = telemetry.register_metrics(server.registry()) {
+            eprintln!("covet-server: telemetry metrics: {err}");
+            return ExitCode::from(1);
+        }
         if let Err(err) = server.shutdown().listen_for_signals() {
             eprintln!("covet-server: {err}");
             return ExitCode::from(1);
         }
-        match server.run().await {
+        let code = match server.run().await {
             Ok(_) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("covet-server: {err}");
+                tracing::error!(error = %err, "covet-server failed");
                 ExitCode::from(1)
             }
+        };
+        // Last: spans, then the queued log lines ("shutdown complete" included).
+        if let Err(err) = telemetry.shutdown().await {
+            eprintln!("covet-server: flushing spans: {err}");
         }
+        code
     })
 }
 
-/// Logs to stderr as JSON (or readable on a terminal); spans go to an OTLP collector only when
+/// Logs to stderr as JSON (or readable on a terminal), through the log queue so a slow reader
+/// never holds up a request; spans go to an OTLP collector only when
 /// one is configured through the standard `OTEL_*` variables, so the embedded default needs none.
 fn telemetry_builder(format: LogFormat) -> TelemetryBuilder {
     let json = match format {
@@ -85,7 +90,7 @@ fn telemetry_builder(format: LogFormat) -> TelemetryBuilder {
         } else {
             telemetry::LogFormat::Pretty
         })
-        .writer(std::io::stderr)
+        .output(std::io::stderr())
         .service_name(
             std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "covet-server".to_owned()),
         )

@@ -485,3 +485,49 @@ fn the_in_memory_store_is_capped_and_open_writes_are_documented() {
     let too_big = request(server.api, "POST", "/api/notes", &json, &big).unwrap();
     assert_eq!(too_big.status, 413, "{too_big:?}");
 }
+
+#[test]
+fn a_stalled_log_reader_never_stops_the_api_or_the_admin_port() {
+    // Nobody reads stderr: the pipe (64 KiB) fills after a few hundred lines, as when a log
+    // shipper stalls. Every request still answers; the lines that do not fit are counted.
+    let server = Server::start_with_paused_logs(
+        &["--log-buffer-lines", "64", "--rate-limit", "100000/s"],
+        &[],
+    );
+    let mut conn = support::Conn::open(server.api).unwrap();
+    let started = Instant::now();
+    for i in 0..3_000 {
+        let reply = conn
+            .round_trip(b"GET /api/hello HTTP/1.1\r\nHost: covet\r\n\r\n")
+            .unwrap_or_else(|e| panic!("request {i} got no answer while stderr stalls: {e}"));
+        assert_eq!(reply.status, 200, "request {i}");
+    }
+    let took = started.elapsed();
+    assert_eq!(get(server.admin, "/health/live").status, 200);
+    let metrics = get(server.admin, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let dropped = sample(&metrics.body, "log_lines_dropped_total", &[]).unwrap_or(0.0);
+    assert!(
+        dropped >= 1_000.0,
+        "3,000 request lines into a 64-line queue and a full pipe: {dropped} dropped ({took:?})"
+    );
+
+    // The reader comes back: the queued lines arrive, as JSON.
+    server.resume_logs();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .logs()
+        .iter()
+        .any(|line| line.contains("covet-server listening"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no log line after the reader resumed"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    for line in server.logs() {
+        serde_json::from_str::<serde_json::Value>(&line)
+            .unwrap_or_else(|e| panic!("a broken log line ({e}): {line}"));
+    }
+}

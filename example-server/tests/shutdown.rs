@@ -156,3 +156,57 @@ fn a_second_signal_exits_at_once() {
     assert!(signalled.elapsed() < Duration::from_secs(5));
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn the_admin_port_lingers_so_the_last_scrape_holds_the_cancelled_requests() {
+    let mut server = Server::start(
+        &[
+            "--pre-stop-delay",
+            "0s",
+            "--drain-timeout",
+            "1s",
+            "--admin-linger",
+            "2s",
+        ],
+        &[],
+    );
+    let api = server.api;
+    let long = thread::spawn(move || request(api, "GET", "/api/slow?ms=30000", &[], ""));
+    thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    server.signal("TERM");
+
+    // Past the drain deadline the API is gone, but the admin port still answers: readiness with
+    // 503, and /metrics with the cancelled request and the stopping phase.
+    thread::sleep(Duration::from_millis(1_500));
+    assert!(
+        long.join().unwrap().is_err(),
+        "the cut request got no response"
+    );
+    assert!(
+        TcpStream::connect(server.api).is_err(),
+        "the API port is closed"
+    );
+    assert_eq!(get(server.admin, "/health/ready").status, 503);
+    let metrics = get(server.admin, "/metrics").body;
+    assert_eq!(
+        support::sample(&metrics, "shutdown_cancelled_requests_total", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        support::sample(&metrics, "shutdown_phase", &[r#"phase="stopping""#]),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    let status = server
+        .wait_exit(Duration::from_secs(6))
+        .expect("the server exits after the linger");
+    assert!(status.success(), "exit status {status}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(2_900),
+        "exited before the linger ended: {took:?}"
+    );
+}

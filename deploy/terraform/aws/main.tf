@@ -222,6 +222,10 @@ module "ecs" {
     COVET_TRUSTED_PROXIES = var.vpc_cidr
     COVET_PRE_STOP_DELAY  = "5s"
     COVET_DRAIN_TIMEOUT   = "30s"
+    # No COVET_ADMIN_LINGER (default 0s): no Prometheus scrapes the tasks (their admin port
+    # admits only the ALB's health checks; CloudWatch alarms watch the ALB and ECS metrics), so
+    # there is no last scrape to wait for. Adding a scraper: set it to its scrape interval and
+    # add it to stop_timeout (check_consistency.py).
     # Longer than the ALB's idle_timeout (60 s, module "alb" above).
     COVET_IDLE_TIMEOUT = "75s"
     OTEL_SERVICE_NAME  = "covet-server"
@@ -229,6 +233,7 @@ module "ecs" {
     # carries their bundle (deploy/Dockerfile). ElastiCache's chain to public roots: no CA file.
     COVET_DATABASE_CA_FILE = var.tls_to_datastores ? "/etc/ssl/certs/rds-global-bundle.pem" : ""
   }
-  # Fargate's stopTimeout (SIGTERM -> SIGKILL, max 120 s): pre-stop 5 + drain 30 + flush 10.
+  # Fargate's stopTimeout (SIGTERM -> SIGKILL, max 120 s): pre-stop 5 + drain 30 + admin
+  # linger 0 + flush 10.
   stop_timeout = 45
 }

@@ -6,7 +6,7 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Child, ChildStderr, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -26,6 +26,8 @@ pub struct Server {
     pub admin: SocketAddr,
     /// Every line the server wrote to stderr (its logs), collected by a thread.
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// For [`Server::start_with_paused_logs`]: lets the collecting thread start reading.
+    resume_logs: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl Drop for Server {
@@ -44,6 +46,23 @@ impl Server {
     /// [`start`](Self::start) with the process's open-file limit lowered to `nofile` (through
     /// `sh -c 'ulimit -n …; exec …'`).
     pub fn start_with_nofile(args: &[&str], envs: &[(&str, &str)], nofile: Option<u64>) -> Server {
+        Self::spawn(args, envs, nofile, false)
+    }
+
+    /// [`start`](Self::start) with nobody reading stderr until [`resume_logs`](Self::resume_logs):
+    /// the pipe fills, as when a log shipper stalls.
+    pub fn start_with_paused_logs(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::spawn(args, envs, None, true)
+    }
+
+    /// Starts reading stderr (after [`start_with_paused_logs`](Self::start_with_paused_logs)).
+    pub fn resume_logs(&self) {
+        if let Some(resume) = self.resume_logs.lock().unwrap().take() {
+            let _ = resume.send(());
+        }
+    }
+
+    fn spawn(args: &[&str], envs: &[(&str, &str)], nofile: Option<u64>, paused: bool) -> Server {
         let (api, admin) = (free_addr(), free_addr());
         let binary = env!("CARGO_BIN_EXE_covet-server");
         let mut command = match nofile {
@@ -76,12 +95,14 @@ impl Server {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("spawn covet-server");
-        let logs = collect(child.stderr.take().unwrap());
+        let (resume, wait) = mpsc::channel();
+        let logs = collect(child.stderr.take().unwrap(), paused.then_some(wait));
         let server = Server {
             child,
             api,
             admin,
             logs,
+            resume_logs: Mutex::new(paused.then_some(resume)),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(api).is_err() || TcpStream::connect(admin).is_err() {
@@ -138,10 +159,13 @@ fn exited_early(server: &Server) -> std::io::Result<Option<ExitStatus>> {
     })
 }
 
-fn collect(stderr: ChildStderr) -> Arc<Mutex<Vec<String>>> {
+fn collect(stderr: ChildStderr, wait: Option<mpsc::Receiver<()>>) -> Arc<Mutex<Vec<String>>> {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let sink = logs.clone();
     thread::spawn(move || {
+        if let Some(wait) = wait {
+            let _ = wait.recv();
+        }
         for line in BufReader::new(stderr).lines() {
             match line {
                 Ok(line) => sink.lock().unwrap().push(line),

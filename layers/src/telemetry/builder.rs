@@ -1,6 +1,6 @@
 //! [`TelemetryBuilder`]: the settings of the process-wide telemetry, and [`init`](TelemetryBuilder::init).
 
-use std::{borrow::Cow, fmt, sync::atomic::AtomicBool, time::Duration};
+use std::{borrow::Cow, fmt, io::Write, sync::atomic::AtomicBool, time::Duration};
 
 use opentelemetry::{
     KeyValue, global, propagation::TextMapCompositePropagator, trace::TracerProvider,
@@ -18,7 +18,9 @@ use tracing_subscriber::{
 };
 
 use super::{
-    LogFormat, Protocol, Telemetry, TelemetryError, env, exporter, json, sampler::parse_sampler,
+    LogFormat, Protocol, Telemetry, TelemetryError, env, exporter, json,
+    output::{DEFAULT_LOG_BUFFER_LINES, LogQueue, Output},
+    sampler::parse_sampler,
 };
 use crate::trace::{TraceContextPropagator, otel_layer};
 
@@ -27,7 +29,8 @@ use crate::trace::{TraceContextPropagator, otel_layer};
 pub struct TelemetryBuilder {
     filter: Option<String>,
     format: LogFormat,
-    writer: BoxMakeWriter,
+    output: Output,
+    log_buffer_lines: usize,
     export: Option<bool>,
     protocol: Option<Protocol>,
     endpoint: Option<String>,
@@ -43,6 +46,14 @@ impl fmt::Debug for TelemetryBuilder {
         f.debug_struct("TelemetryBuilder")
             .field("filter", &self.filter)
             .field("format", &self.format)
+            .field(
+                "output",
+                &match self.output {
+                    Output::Direct(_) => "direct",
+                    Output::Queued(_) => "queued",
+                },
+            )
+            .field("log_buffer_lines", &self.log_buffer_lines)
             .field("export", &self.export)
             .field("protocol", &self.protocol)
             .field("endpoint", &self.endpoint)
@@ -55,12 +66,13 @@ impl fmt::Debug for TelemetryBuilder {
 }
 
 impl TelemetryBuilder {
-    /// Everything from the environment; JSON logs to stdout.
+    /// Everything from the environment; JSON logs to stdout, through the log queue.
     pub(crate) fn new() -> Self {
         Self {
             filter: None,
             format: LogFormat::Json,
-            writer: BoxMakeWriter::new(std::io::stdout),
+            output: Output::Queued(Box::new(std::io::stdout())),
+            log_buffer_lines: DEFAULT_LOG_BUFFER_LINES,
             export: None,
             protocol: None,
             endpoint: None,
@@ -88,14 +100,35 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Where log lines go (any tracing-subscriber `MakeWriter`).
+    /// Where log lines go, written by a thread of its own from a bounded queue (see
+    /// [`log_buffer_lines`](Self::log_buffer_lines)): logging never waits for the writer. When
+    /// the writer falls behind (a stalled pipe, a stuck log shipper) and the queue is full,
+    /// lines are dropped and counted ([`Telemetry::dropped_log_lines`], the
+    /// `log_lines_dropped_total` metric); [`Telemetry::shutdown`] writes out what is queued.
     ///
     /// Defaults to stdout.
+    pub fn output(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.output = Output::Queued(Box::new(writer));
+        self
+    }
+
+    /// How many lines the log queue of [`output`](Self::output) holds before it drops new ones.
+    /// Must be at least 1.
+    ///
+    /// Defaults to 16,384.
+    pub fn log_buffer_lines(mut self, lines: usize) -> Self {
+        self.log_buffer_lines = lines;
+        self
+    }
+
+    /// Where log lines go, written on the thread that logs (any tracing-subscriber
+    /// `MakeWriter`), instead of [`output`](Self::output)'s queue: a slow writer then slows
+    /// whatever logs, requests included. For tests, or a writer that never blocks.
     pub fn writer<W>(mut self, writer: W) -> Self
     where
         W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
     {
-        self.writer = BoxMakeWriter::new(writer);
+        self.output = Output::Direct(BoxMakeWriter::new(writer));
         self
     }
 
@@ -175,6 +208,12 @@ impl TelemetryBuilder {
     /// [module docs](super).
     pub fn init(self) -> Result<Telemetry, TelemetryError> {
         let config = self;
+        if config.log_buffer_lines == 0 {
+            return Err(TelemetryError::Setting {
+                setting: "log_buffer_lines",
+                problem: "must be at least 1",
+            });
+        }
         let (filter_text, source_name) = match (&config.filter, env("RUST_LOG")) {
             (Some(f), _) => (f.clone(), "TelemetryBuilder::filter"),
             (None, Some(f)) => (f, "RUST_LOG"),
@@ -231,19 +270,26 @@ impl TelemetryBuilder {
         }
         let provider = provider.build();
         let tracer = provider.tracer("covet");
+        let (writer, logs) = match config.output {
+            Output::Direct(writer) => (writer, None),
+            Output::Queued(writer) => {
+                let (queue_writer, queue) = LogQueue::start(writer, config.log_buffer_lines);
+                (BoxMakeWriter::new(queue_writer), Some(queue))
+            }
+        };
 
         let (json, pretty) = match config.format {
             LogFormat::Json => (
                 Some(
                     tracing_subscriber::fmt::layer()
                         .event_format(json::JsonFormat)
-                        .with_writer(config.writer),
+                        .with_writer(writer),
                 ),
                 None,
             ),
             LogFormat::Pretty => (
                 None,
-                Some(tracing_subscriber::fmt::layer().with_writer(config.writer)),
+                Some(tracing_subscriber::fmt::layer().with_writer(writer)),
             ),
         };
         let subscriber = Registry::default()
@@ -264,6 +310,7 @@ impl TelemetryBuilder {
 
         Ok(Telemetry {
             provider,
+            logs,
             shutdown_timeout: config.shutdown_timeout,
             shut_down: AtomicBool::new(false),
         })

@@ -39,6 +39,14 @@ pub enum TelemetryError {
         /// The feature to enable.
         feature: &'static str,
     },
+    /// A builder setting is out of range.
+    #[error("telemetry: {setting} {problem}")]
+    Setting {
+        /// The builder method.
+        setting: &'static str,
+        /// What is wrong with its value.
+        problem: &'static str,
+    },
     /// `init` was called outside a Tokio runtime while the exporter is on.
     #[error("telemetry must be initialised inside a Tokio runtime when the OTLP exporter is on")]
     NoRuntime,

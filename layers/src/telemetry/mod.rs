@@ -32,8 +32,14 @@
 //!   ([`TraceContextPropagator`](crate::trace::TraceContextPropagator)) and OpenTelemetry's W3C
 //!   `baggage` propagator, as the global propagator.
 //!
+//! Log lines go to stdout (or [`output`](TelemetryBuilder::output)) through a bounded queue
+//! written out by a thread of its own, so logging never waits for the reader: when the reader
+//! stalls and the queue fills, lines are dropped and counted
+//! ([`Telemetry::dropped_log_lines`], `log_lines_dropped_total` with
+//! [`Telemetry::register_metrics`]) while requests go on.
+//!
 //! It returns a [`Telemetry`] handle: its [`shutdown`](Telemetry::shutdown) flushes pending
-//! spans within a timeout (the shutdown coordinator calls it last). A second `init` in the same
+//! spans within a timeout, then the queued log lines (call it last). A second `init` in the same
 //! process returns [`TelemetryError::AlreadyInstalled`].
 //!
 //! Call `init` inside a Tokio runtime: both exporters run their network I/O on it. Without an
@@ -76,6 +82,7 @@ mod handle;
 #[cfg(feature = "otlp-http")]
 mod http_client;
 pub(crate) mod json;
+mod output;
 mod sampler;
 
 pub use builder::TelemetryBuilder;
@@ -83,6 +90,7 @@ pub use config::{LogFormat, Protocol};
 pub use error::TelemetryError;
 pub use handle::Telemetry;
 pub use opentelemetry_sdk::trace::Sampler;
+pub use output::DEFAULT_LOG_BUFFER_LINES;
 
 /// A set, non-blank environment variable.
 fn env(var: &str) -> Option<String> {

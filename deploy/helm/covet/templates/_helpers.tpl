@@ -67,5 +67,18 @@ app.kubernetes.io/component: api
 {{/* terminationGracePeriodSeconds: the whole shutdown budget. */}}
 {{- define "covet.terminationGracePeriodSeconds" -}}
 {{- $s := .Values.shutdown -}}
-{{- add $s.preStopSleepSeconds $s.preStopDelaySeconds $s.drainTimeoutSeconds $s.flushSeconds -}}
+{{- add $s.preStopSleepSeconds $s.preStopDelaySeconds $s.drainTimeoutSeconds $s.adminLingerSeconds $s.flushSeconds -}}
+{{- end -}}
+
+{{/* A Prometheus duration (15s, 1m30s, 500ms) in seconds, as a float string. */}}
+{{- define "covet.durationSeconds" -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h)" . -1 -}}
+{{- if hasSuffix "ms" . -}}{{- $total = addf $total (divf (trimSuffix "ms" .) 1000) -}}
+{{- else if hasSuffix "s" . -}}{{- $total = addf $total (trimSuffix "s" .) -}}
+{{- else if hasSuffix "m" . -}}{{- $total = addf $total (mulf (trimSuffix "m" .) 60) -}}
+{{- else -}}{{- $total = addf $total (mulf (trimSuffix "h" .) 3600) -}}
+{{- end -}}
+{{- end -}}
+{{- $total -}}
 {{- end -}}
