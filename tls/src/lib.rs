@@ -21,8 +21,9 @@
 //! such as RDS's `global-bundle.pem`). Without one, the system's roots are read
 //! (`rustls-native-certs`: `SSL_CERT_FILE`, `/etc/ssl/certs`, …).
 //!
-//! rustls runs on the `ring` provider, installed as the process default unless another one
-//! already is ([`crypto_provider`]).
+//! rustls runs on the process's default crypto provider, else `ring` ([`crypto_provider`]);
+//! `rediss://` clients install `ring` as the default when none is
+//! ([`install_default_provider`]), since redis-rs reads the default.
 //!
 //! ```
 //! # #[cfg(feature = "postgres")]
@@ -157,17 +158,25 @@ impl TlsError {
     }
 }
 
-/// The rustls crypto provider covet uses: the process default, after installing `ring` as the
-/// default if none is yet.
-///
-/// redis-rs and rustls' own builders read the process default; installing it here means they
-/// never panic on a binary whose dependencies enable two providers.
+/// The rustls crypto provider covet's PostgreSQL connector uses: the process default if one is
+/// installed, else `ring`. Nothing is installed.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    // Another library may have installed one first: either is fine, it is then the default.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// Makes `ring` the process-wide default provider unless one is installed already, and returns
+/// the default.
+///
+/// redis-rs builds its rustls configuration from the process default, which rustls can pick by
+/// itself only when exactly one provider is compiled into the binary; `redis::client` calls
+/// this so a binary with two never panics. An application that wants another provider installs
+/// it before building its first `rediss://` client.
+pub fn install_default_provider() -> Arc<CryptoProvider> {
+    // Another library (or the application) may have installed one first: it stays the default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    crypto_provider()
 }
 
 /// The PEM bytes of a CA file, checked to hold at least one certificate.
@@ -254,9 +263,9 @@ mod tests {
     }
 
     #[test]
-    fn the_provider_is_installed_once_and_shared() {
-        let first = crypto_provider();
-        let second = crypto_provider();
-        assert!(Arc::ptr_eq(&first, &second));
+    fn the_default_provider_is_installed_once_and_then_shared() {
+        let installed = install_default_provider();
+        assert!(Arc::ptr_eq(&installed, &install_default_provider()));
+        assert!(Arc::ptr_eq(&installed, &crypto_provider()));
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
 
-use crate::{TlsError, crypto_provider, read_ca_file};
+use crate::{TlsError, install_default_provider, read_ca_file};
 
 /// A client for a `redis://` or `rediss://` URL; with `ca_file`, a `rediss://` server's
 /// certificate must chain up to it (and name the host), instead of to the system's roots.
@@ -18,7 +18,7 @@ use crate::{TlsError, crypto_provider, read_ca_file};
 /// something with TLS: the URL is probably wrong).
 pub fn client(url: &str, ca_file: Option<&Path>) -> Result<Client, TlsError> {
     // redis-rs builds its rustls configuration from the process default provider.
-    crypto_provider();
+    install_default_provider();
     let info = url.into_connection_info().map_err(TlsError::Redis)?;
     let Some(ca_file) = ca_file else {
         return Client::open(info).map_err(TlsError::Redis);
