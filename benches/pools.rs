@@ -1,9 +1,10 @@
 //! Added cost of covet-pools' instrumentation per PostgreSQL query and per checkout, against a
 //! bare bb8-postgres pool in the same run.
 //!
-//! Both pools have one connection to the real PostgreSQL at `DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and run the same prepared statement, so each
-//! query is one round trip either way; the difference is metrics, span, statement-cache lookup
+//! Both pools have one plain-TCP connection (`sslmode=disable`: the bare pool has no TLS, and
+//! covet's would otherwise negotiate it, libpq's `prefer`) to the real PostgreSQL at
+//! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and run the same
+//! prepared statement, so each query is one round trip either way; the difference is metrics, span, statement-cache lookup
 //! and checkout bookkeeping. No tracing subscriber is installed (spans are created, not
 //! recorded), as in a service whose request is not sampled.
 //!
@@ -20,8 +21,10 @@ use tokio_postgres::NoTls;
 const SQL: &str = "SELECT $1::int";
 
 fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let join = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{join}sslmode=disable")
 }
 
 fn pools(c: &mut Criterion) {
