@@ -9,57 +9,35 @@
 //! peer stack (tower-http request id + `TraceLayer` + 5 `SetResponseHeader`, axum-prometheus,
 //! tower_governor), both in one `ServiceBuilder`, with no `tracing` subscriber installed. Its
 //! requests carry axum's `ConnectInfo<SocketAddr>`, which both rate limiters key on.
+//! `full_stack_info` runs the same stacks under an INFO `fmt` subscriber writing into
+//! `io::sink`, the peer's `TraceLayer` at INFO; benches/telemetry.rs runs them under the
+//! production set-up.
 //! `metrics_encode_10k` encodes a registry holding 10,000 series, as a `/metrics` scrape does.
 
-use std::{convert::Infallible, hint::black_box, net::SocketAddr, sync::OnceLock, time::Duration};
+mod common;
 
-use axum::extract::ConnectInfo;
-use axum_prometheus::{
-    PrometheusMetricLayer, PrometheusMetricLayerBuilder,
-    metrics_exporter_prometheus::PrometheusHandle,
-};
+use std::{convert::Infallible, hint::black_box, time::Duration};
+
 use bytes::Bytes;
+use common::{
+    PEER_HEADERS, axum_prometheus_layer, bench_baseline_and_covet, bench_stack, peer_stack,
+    request, run_with, set,
+};
 use covet::layers::{
     metrics::{Format, MetricsLayer, MetricsService},
-    rate_limit::{ClientIp, MemoryStore, Policy, Quota, RateLimitLayer},
     request_id::RequestIdLayer,
     security_headers::{HeaderMode, Preset, SecurityHeadersLayer},
-    trace::TraceLayer,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{Empty, Full};
 use tower::{Layer, Service, ServiceBuilder, service_fn};
-use tower_governor::{
-    GovernorLayer, governor::GovernorConfigBuilder, key_extractor::PeerIpKeyExtractor,
-};
-use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    set_header::SetResponseHeaderLayer,
-    trace::TraceLayer as TowerHttpTraceLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tracing::Level;
 
-fn request() -> Request<Empty<Bytes>> {
-    Request::get("/users/42")
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
-        )
-        .body(Empty::new())
-        .unwrap()
-}
-
-/// [`request`] from a peer address, as axum's `into_make_service_with_connect_info` gives it.
-fn request_with_peer() -> Request<Empty<Bytes>> {
-    let mut req = request();
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-    req
-}
-
-/// Calls the service once and drains the body; every future here is ready on first poll.
+/// Calls the service once with [`request`] and drains the body.
 fn run<S, B>(service: &mut S)
 where
     S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
@@ -70,58 +48,10 @@ where
     run_with(service, request())
 }
 
-/// Calls the service once with `req` and drains the body.
-fn run_with<S, B>(service: &mut S, req: Request<Empty<Bytes>>)
-where
-    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body,
-    B::Error: std::fmt::Debug,
-{
-    let response = service.call(req).now_or_never().expect("ready").unwrap();
-    let body = response
-        .into_body()
-        .collect()
-        .now_or_never()
-        .expect("ready");
-    black_box(body.ok());
-}
-
 fn handler<B>(_req: Request<B>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
     std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
         b"{\"id\":42}",
     )))))
-}
-
-/// The handler with axum's body type, which tower_governor's rejection response needs.
-fn axum_handler<B>(
-    _req: Request<B>,
-) -> std::future::Ready<Result<Response<axum::body::Body>, Infallible>> {
-    std::future::ready(Ok(Response::new(axum::body::Body::from(
-        Bytes::from_static(b"{\"id\":42}"),
-    ))))
-}
-
-/// axum-prometheus installs a process-wide `metrics` recorder (a second install panics) and
-/// spawns its upkeep task on the current Tokio runtime: both happen once, on a one-worker
-/// runtime kept for the whole process. Each call returns a new layer recording into it.
-fn axum_prometheus_layer() -> PrometheusMetricLayer<'static> {
-    static HANDLE: OnceLock<(tokio::runtime::Runtime, PrometheusHandle)> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_time()
-            .build()
-            .unwrap();
-        let (_layer, handle) = {
-            let _entered = rt.enter();
-            PrometheusMetricLayerBuilder::new()
-                .with_default_metrics()
-                .build_pair()
-        };
-        (rt, handle)
-    });
-    PrometheusMetricLayer::new()
 }
 
 fn request_id(c: &mut Criterion) {
@@ -141,30 +71,6 @@ fn request_id(c: &mut Criterion) {
     group.bench_function("tower_http", |b| b.iter(|| run(&mut peer)));
     group.finish();
 }
-
-const PEER_HEADERS: [(&str, &str); 12] = [
-    (
-        "strict-transport-security",
-        "max-age=63072000; includeSubDomains",
-    ),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'",
-    ),
-    ("referrer-policy", "no-referrer"),
-    ("cache-control", "no-store"),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cross-origin-resource-policy", "same-origin"),
-    (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=()",
-    ),
-    ("x-xss-protection", "0"),
-    ("x-dns-prefetch-control", "off"),
-    ("x-permitted-cross-domain-policies", "none"),
-];
 
 fn security_headers(c: &mut Criterion) {
     let mut group = c.benchmark_group("security_headers");
@@ -200,13 +106,6 @@ fn security_headers(c: &mut Criterion) {
     group.finish();
 }
 
-fn set(i: usize) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::overriding(
-        HeaderName::from_static(PEER_HEADERS[i].0),
-        HeaderValue::from_static(PEER_HEADERS[i].1),
-    )
-}
-
 fn metrics(c: &mut Criterion) {
     let mut group = c.benchmark_group("metrics");
     let mut bare = service_fn(handler);
@@ -225,63 +124,23 @@ fn metrics(c: &mut Criterion) {
 
 fn full_stack(c: &mut Criterion) {
     let mut group = c.benchmark_group("full_stack");
-    let mut bare = service_fn(axum_handler);
-    group.bench_function("baseline", |b| {
-        b.iter(|| run_with(&mut bare, request_with_peer()))
-    });
+    bench_baseline_and_covet(&mut group);
+    bench_stack(&mut group, "peer", &mut peer_stack(Level::DEBUG));
+    group.finish();
+}
 
-    // The reference server's order (example-server/src/lib.rs), without the drain layer.
-    let registry = prometheus::Registry::new();
-    let mut covet = ServiceBuilder::new()
-        .layer(RequestIdLayer::new())
-        .layer(TraceLayer::new())
-        .layer(
-            MetricsLayer::builder()
-                .classify_route(|_: &http::request::Parts| Some("/users/{id}".into()))
-                .build(&registry)
-                .unwrap(),
-        )
-        .layer(
-            RateLimitLayer::builder(Policy::new(
-                "bench",
-                Quota::per_second(1_000_000_000).burst(1_000_000_000),
-            ))
-            .key(ClientIp::new([]))
-            .store(MemoryStore::new())
-            .build(&registry)
-            .unwrap(),
-        )
-        .layer(SecurityHeadersLayer::api())
-        .service(service_fn(axum_handler));
-    group.bench_function("covet", |b| {
-        b.iter(|| run_with(&mut covet, request_with_peer()))
-    });
-
-    let x_request_id = HeaderName::from_static("x-request-id");
-    let governor = GovernorConfigBuilder::default()
-        .key_extractor(PeerIpKeyExtractor)
-        .period(Duration::from_nanos(1))
-        .burst_size(1_000_000_000)
-        .finish()
-        .unwrap();
-    let mut peer = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(
-            x_request_id.clone(),
-            MakeRequestUuid,
-        ))
-        .layer(TowerHttpTraceLayer::new_for_http())
-        .layer(PropagateRequestIdLayer::new(x_request_id))
-        .layer(axum_prometheus_layer())
-        .layer(GovernorLayer::new(governor))
-        .layer(set(0))
-        .layer(set(1))
-        .layer(set(2))
-        .layer(set(3))
-        .layer(set(4))
-        .service(service_fn(axum_handler));
-    group.bench_function("peer", |b| {
-        b.iter(|| run_with(&mut peer, request_with_peer()))
-    });
+/// The full stacks under tracing-subscriber's `fmt` subscriber at INFO writing into
+/// `io::sink`: covet's request-id span and request log line are recorded, and the peer's
+/// `TraceLayer` records its span and its response line at INFO (one line a request, as covet).
+fn full_stack_info(c: &mut Criterion) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(Level::INFO)
+        .with_writer(std::io::sink)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut group = c.benchmark_group("full_stack_info");
+    bench_baseline_and_covet(&mut group);
+    bench_stack(&mut group, "peer", &mut peer_stack(Level::INFO));
     group.finish();
 }
 
@@ -373,6 +232,7 @@ criterion_group!(
     security_headers,
     metrics,
     full_stack,
+    full_stack_info,
     metrics_encode
 );
 criterion_main!(benches);

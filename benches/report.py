@@ -90,6 +90,9 @@ Absolute times drift between runs on a shared machine; compare rows within one r
     load = Path("benches/LOAD.md")  # written by benches/load.sh
     if load.exists():
         text += "\n" + load.read_text()
+    profile = Path("benches/PROFILE.md")  # written by benches/profile_load.sh
+    if profile.exists():
+        text += "\n" + profile.read_text()
     extra = Path("benches/NOTES.md")
     if extra.exists():
         text += "\n" + extra.read_text()

@@ -2,7 +2,7 @@
 //! body, served four ways so the middleware's cost shows as lost throughput.
 //!
 //! ```text
-//! cargo run --release --example load_app -- MODE [ADDR]
+//! cargo run --release --example load_app -- MODE [ADDR] [SUBSCRIBER] [LOG_FILE]
 //! ```
 //!
 //! - `bare`: the axum `Router` alone;
@@ -16,11 +16,25 @@
 //!   `SetRequestId` + `TraceLayer` + `PropagateRequestId`, axum-prometheus, tower_governor (per
 //!   peer IP, a quota never reached), five tower-http `SetResponseHeader` layers.
 //!
-//! `ADDR` defaults to `127.0.0.1:3000`. One Tokio worker serves every connection; no `tracing`
-//! subscriber is installed in any mode, so the trace layers create their spans but nothing
-//! records them. The process serves until it is killed.
+//! `SUBSCRIBER` is what records the stacks' spans and log lines:
+//!
+//! - `none` (the default): no `tracing` subscriber, so the trace layers create their spans but
+//!   nothing records them;
+//! - `info`: tracing-subscriber's `fmt` subscriber at `INFO`, writing into `io::sink`, for every
+//!   mode; the peer's `TraceLayer` records its span and its response line at `INFO` (one line a
+//!   request, as covet's request log);
+//! - `telemetry`: what a production service runs. The covet modes call `covet::telemetry`'s
+//!   `init` (JSON lines through its log queue into `LOG_FILE`, the SDK sampling every request,
+//!   export off); `peer` and `bare` install the usual hand-made equivalent: tracing-subscriber's
+//!   JSON formatter through tracing-appender's non-blocking writer into `LOG_FILE`, and
+//!   `tracing-opentelemetry` over the same SDK set-up (always on, export off), with the peer's
+//!   `TraceLayer` at `INFO`.
+//!
+//! `ADDR` defaults to `127.0.0.1:3000`, `LOG_FILE` to `/dev/null`. One Tokio worker serves every
+//! connection. The process serves until it is killed; with `telemetry` it prints the number of
+//! dropped log lines to stderr every 5 s (none may be dropped for a run to count).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{fs::File, net::SocketAddr, time::Duration};
 
 use axum::{Json, Router, extract::Path, routing::get};
 use covet::layers::{
@@ -38,8 +52,10 @@ use tower_governor::{
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
-    trace::TraceLayer as TowerHttpTraceLayer,
+    trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer as TowerHttpTraceLayer},
 };
+use tracing::Level;
+use tracing_subscriber::{filter::LevelFilter, layer::SubscriberExt};
 
 async fn user(Path(id): Path<u64>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "id": id, "name": "Ada", "active": true }))
@@ -106,7 +122,7 @@ fn set(i: usize) -> SetResponseHeaderLayer<HeaderValue> {
     )
 }
 
-fn peer() -> Router {
+fn peer(recorded: bool) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     // Installs the process-wide `metrics` recorder; the handle would serve `/metrics`.
     let (prometheus, _handle) = axum_prometheus::PrometheusMetricLayerBuilder::new()
@@ -124,7 +140,21 @@ fn peer() -> Router {
                 x_request_id.clone(),
                 MakeRequestUuid,
             ))
-            .layer(TowerHttpTraceLayer::new_for_http())
+            .layer(
+                // tower-http's defaults are DEBUG, which an INFO subscriber filters out; with a
+                // subscriber, the span and the response line are made INFO to be recorded.
+                TowerHttpTraceLayer::new_for_http()
+                    .make_span_with(DefaultMakeSpan::new().level(if recorded {
+                        Level::INFO
+                    } else {
+                        Level::DEBUG
+                    }))
+                    .on_response(DefaultOnResponse::new().level(if recorded {
+                        Level::INFO
+                    } else {
+                        Level::DEBUG
+                    })),
+            )
             .layer(PropagateRequestIdLayer::new(x_request_id))
             .layer(prometheus)
             .layer(GovernorLayer::new(governor))
@@ -136,7 +166,71 @@ fn peer() -> Router {
     )
 }
 
+/// What records the spans and log lines.
+#[derive(Clone, Copy, PartialEq)]
+enum Recording {
+    None,
+    Info,
+    Telemetry,
+}
+
+/// Installs the subscriber for `mode`; what it returns must live as long as the server.
+fn install(recording: Recording, mode: &str, log_file: &str) -> std::io::Result<Box<dyn Send>> {
+    match recording {
+        Recording::None => Ok(Box::new(())),
+        Recording::Info => {
+            tracing_subscriber::fmt()
+                .with_max_level(Level::INFO)
+                .with_writer(std::io::sink)
+                .init();
+            Ok(Box::new(()))
+        }
+        Recording::Telemetry if mode.starts_with("covet") => {
+            let telemetry = covet::telemetry::Telemetry::builder()
+                .filter("info")
+                .output(File::create(log_file)?)
+                .sampler(covet::telemetry::Sampler::AlwaysOn)
+                .export(false)
+                .service_name("load_app")
+                .init()
+                .map_err(std::io::Error::other)?;
+            let telemetry = std::sync::Arc::new(telemetry);
+            let watched = telemetry.clone();
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    eprintln!("dropped log lines: {}", watched.dropped_log_lines());
+                }
+            });
+            Ok(Box::new(telemetry))
+        }
+        Recording::Telemetry => {
+            use opentelemetry::trace::TracerProvider as _;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+                .build();
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(true)
+                .finish(File::create(log_file)?);
+            let dropped = writer.error_counter();
+            let subscriber = tracing_subscriber::registry()
+                .with(LevelFilter::INFO)
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("load_app")))
+                .with(tracing_subscriber::fmt::layer().json().with_writer(writer));
+            tracing::subscriber::set_global_default(subscriber).map_err(std::io::Error::other)?;
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    eprintln!("dropped log lines: {}", dropped.dropped_lines());
+                }
+            });
+            Ok(Box::new((provider, guard)))
+        }
+    }
+}
+
 fn main() -> std::io::Result<()> {
+    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
     let addr: SocketAddr = args
@@ -144,23 +238,34 @@ fn main() -> std::io::Result<()> {
         .as_deref()
         .unwrap_or("127.0.0.1:3000")
         .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("ADDR: {e}")))?;
+        .map_err(|e| invalid(format!("ADDR: {e}")))?;
+    let recording = match args.next().as_deref().unwrap_or("none") {
+        "none" => Recording::None,
+        "info" => Recording::Info,
+        "telemetry" => Recording::Telemetry,
+        other => {
+            return Err(invalid(format!(
+                "SUBSCRIBER must be none, info or telemetry, not `{other}`"
+            )));
+        }
+    };
+    let log_file = args.next().unwrap_or_else(|| "/dev/null".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let _recording = install(recording, &mode, &log_file)?;
         let registry = prometheus::Registry::new();
         let app = match mode.as_str() {
             "bare" => routes(),
             "covet" => covet(&registry),
             "covet-lean" => covet_lean(&registry),
-            "peer" => peer(),
+            "peer" => peer(recording != Recording::None),
             other => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("MODE must be bare, covet, covet-lean or peer, not `{other}`"),
-                ));
+                return Err(invalid(format!(
+                    "MODE must be bare, covet, covet-lean or peer, not `{other}`"
+                )));
             }
         };
         let listener = tokio::net::TcpListener::bind(addr).await?;

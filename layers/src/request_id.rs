@@ -346,7 +346,9 @@ where
                 .insert(self.layer.header.clone(), id.0.clone());
         }
         let span = if self.layer.span {
-            tracing::info_span!(target: "covet::request_id", "request", request_id = id.as_str())
+            // Display, not Debug: a formatting subscriber writes the id as is instead of escaping
+            // it character by character.
+            tracing::info_span!(target: "covet::request_id", "request", request_id = %id.as_str())
         } else {
             tracing::Span::none()
         };

@@ -19,7 +19,7 @@ use tracing_subscriber::{
 
 use super::{
     LogFormat, Protocol, Telemetry, TelemetryError, env, exporter, json,
-    output::{DEFAULT_LOG_BUFFER_LINES, LogQueue, Output},
+    output::{DEFAULT_LOG_BUFFER_LINES, LogQueue, LogWriter, Output},
     sampler::parse_sampler,
 };
 use crate::trace::{TraceContextPropagator, otel_layer};
@@ -101,10 +101,11 @@ impl TelemetryBuilder {
     }
 
     /// Where log lines go, written by a thread of its own from a bounded queue (see
-    /// [`log_buffer_lines`](Self::log_buffer_lines)): logging never waits for the writer. When
-    /// the writer falls behind (a stalled pipe, a stuck log shipper) and the queue is full,
-    /// lines are dropped and counted ([`Telemetry::dropped_log_lines`], the
-    /// `log_lines_dropped_total` metric); [`Telemetry::shutdown`] writes out what is queued.
+    /// [`log_buffer_lines`](Self::log_buffer_lines)): logging never waits for the writer. The
+    /// thread writes the lines gathered over at most 10 ms in one call. When the writer falls
+    /// behind (a stalled pipe, a stuck log shipper) and the queue is full, lines are dropped
+    /// and counted ([`Telemetry::dropped_log_lines`], the `log_lines_dropped_total` metric);
+    /// [`Telemetry::shutdown`] writes out what is queued.
     ///
     /// Defaults to stdout.
     pub fn output(mut self, writer: impl Write + Send + 'static) -> Self {
@@ -112,8 +113,8 @@ impl TelemetryBuilder {
         self
     }
 
-    /// How many lines the log queue of [`output`](Self::output) holds before it drops new ones.
-    /// Must be at least 1.
+    /// How many lines the log queue of [`output`](Self::output) holds before it drops new ones
+    /// (the writer thread may hold as many again, taken out to be written). Must be at least 1.
     ///
     /// Defaults to 16,384.
     pub fn log_buffer_lines(mut self, lines: usize) -> Self {
@@ -271,22 +272,15 @@ impl TelemetryBuilder {
         let provider = provider.build();
         let tracer = provider.tracer("covet");
         let (writer, logs) = match config.output {
-            Output::Direct(writer) => (writer, None),
+            Output::Direct(writer) => (LogWriter::Direct(writer), None),
             Output::Queued(writer) => {
                 let (queue_writer, queue) = LogQueue::start(writer, config.log_buffer_lines);
-                (BoxMakeWriter::new(queue_writer), Some(queue))
+                (LogWriter::Queued(queue_writer), Some(queue))
             }
         };
 
         let (json, pretty) = match config.format {
-            LogFormat::Json => (
-                Some(
-                    tracing_subscriber::fmt::layer()
-                        .event_format(json::JsonFormat)
-                        .with_writer(writer),
-                ),
-                None,
-            ),
+            LogFormat::Json => (Some(json::JsonLayer::new(writer)), None),
             LogFormat::Pretty => (
                 None,
                 Some(tracing_subscriber::fmt::layer().with_writer(writer)),
@@ -295,7 +289,6 @@ impl TelemetryBuilder {
         let subscriber = Registry::default()
             .with(filter)
             .with(otel_layer(tracer))
-            .with(json::IdsLayer)
             .with(json)
             .with(pretty);
         if tracing::subscriber::set_global_default(subscriber).is_err() {

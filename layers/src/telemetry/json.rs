@@ -1,26 +1,31 @@
 //! JSON log lines with `request_id`, `trace_id` and `span_id` as top-level fields.
 //!
-//! [`IdsLayer`] keeps, in each span's extensions, the `request_id` recorded on it.
-//! [`JsonFormat`] writes one JSON object per event, taking the request id from the innermost
-//! span that has one and the trace and span ids from the current OpenTelemetry context (the
-//! server span while a request is handled, or a `tracing` span exported through
-//! `tracing-opentelemetry` while it is entered).
+//! [`JsonLayer`] keeps, in each span's extensions, the `request_id` recorded on it, and writes
+//! one JSON object per event: `timestamp`, `level`, `target`, the event's fields (`message`
+//! first among them), `span` (the innermost span's name), `request_id` (the event's own, else
+//! the innermost span's that has one), and `trace_id`, `span_id` from the current
+//! OpenTelemetry context (the server span while a request is handled, or a `tracing` span
+//! exported through `tracing-opentelemetry` while it is entered).
+//!
+//! The line is written straight into a reused per-thread buffer and handed to the writer in one
+//! `write_all`: no map of fields, no per-field strings. An event field that has the name of one
+//! of the line's own keys (`timestamp`, `level`, `target`, `span`, `trace_id`, `span_id`) is
+//! written as `fields.NAME`, so a line never holds a key twice.
 
-use std::fmt;
+use std::{
+    cell::RefCell,
+    fmt::{self, Write as _},
+    io::Write as _,
+};
 
 use opentelemetry::trace::TraceContextExt;
-use serde_json::{Map, Value};
 use tracing::{
     Event, Subscriber,
     field::{Field, Visit},
     span,
 };
 use tracing_subscriber::{
-    fmt::{
-        FmtContext, FormatEvent, FormatFields,
-        format::Writer,
-        time::{FormatTime, SystemTime},
-    },
+    fmt::MakeWriter,
     layer::{Context, Layer},
     registry::LookupSpan,
 };
@@ -28,9 +33,17 @@ use tracing_subscriber::{
 /// The `request_id` recorded on a span.
 struct SpanRequestId(String);
 
-/// Records `request_id` fields into span extensions.
-#[derive(Default)]
-pub(crate) struct IdsLayer;
+/// Records `request_id` fields into span extensions and writes each event as a JSON line to
+/// `writer`.
+pub(crate) struct JsonLayer<W> {
+    writer: W,
+}
+
+impl<W> JsonLayer<W> {
+    pub(crate) fn new(writer: W) -> Self {
+        Self { writer }
+    }
+}
 
 struct RequestIdVisitor(Option<String>);
 
@@ -48,9 +61,28 @@ impl Visit for RequestIdVisitor {
     }
 }
 
-impl<S> Layer<S> for IdsLayer
+/// The keys the line writes itself; an event field named like one is prefixed with `fields.`.
+const OWN_KEYS: [&str; 6] = [
+    "timestamp",
+    "level",
+    "target",
+    "span",
+    "trace_id",
+    "span_id",
+];
+
+thread_local! {
+    /// The line being written, reused by every event on the thread.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A line longer than this is not kept as the thread's buffer afterwards.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+impl<S, W> Layer<S> for JsonLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + 'static,
 {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let mut visitor = RequestIdVisitor(None);
@@ -69,87 +101,442 @@ where
             extensions.insert(SpanRequestId(request_id));
         }
     }
-}
 
-/// Formats each event as one line of JSON: `timestamp`, `level`, `target`, `message`, the
-/// event's fields, `span` (the innermost span's name), `request_id` from the innermost span
-/// that carries one, and `trace_id`, `span_id` from the current OpenTelemetry context.
-#[derive(Default)]
-pub(crate) struct JsonFormat;
-
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
-
-impl Visit for JsonVisitor<'_> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().to_owned(), Value::from(value.to_string()));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
-    }
-}
-
-impl<S, N> FormatEvent<S, N> for JsonFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let mut line = Map::new();
-        let mut timestamp = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        line.insert("timestamp".into(), Value::from(timestamp));
-        let meta = event.metadata();
-        line.insert("level".into(), Value::from(meta.level().as_str()));
-        line.insert("target".into(), Value::from(meta.target()));
-        event.record(&mut JsonVisitor(&mut line));
-
-        if let Some(scope) = ctx.event_scope() {
-            for (depth, span) in scope.enumerate() {
-                if depth == 0 {
-                    line.insert("span".into(), Value::from(span.name()));
-                }
-                if let Some(SpanRequestId(id)) = span.extensions().get::<SpanRequestId>() {
-                    line.insert("request_id".into(), Value::from(id.clone()));
-                    break;
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let write = |line: &mut String| {
+            line.clear();
+            if format_line(line, event, &ctx).is_ok() {
+                let _ = self
+                    .writer
+                    .make_writer_for(event.metadata())
+                    .write_all(line.as_bytes());
+            }
+        };
+        // Should this thread's buffer be in use (an event raised while a field is formatted,
+        // which tracing-core does not deliver today), the line gets a buffer of its own.
+        LINE.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut line) => {
+                write(&mut line);
+                if line.capacity() > KEEP_CAPACITY {
+                    *line = String::new();
                 }
             }
+            Err(_) => write(&mut String::new()),
+        });
+    }
+}
+
+/// Writes the whole line of `event`, with its newline, into `line`.
+fn format_line<S>(line: &mut String, event: &Event<'_>, ctx: &Context<'_, S>) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    line.push_str("{\"timestamp\":\"");
+    write_timestamp(line, std::time::SystemTime::now());
+    line.push_str("\",\"level\":\"");
+    line.push_str(meta.level().as_str());
+    line.push_str("\",\"target\":");
+    write_str(line, meta.target());
+
+    let mut fields = FieldWriter {
+        line,
+        request_id: false,
+    };
+    // `message` first, as readers expect, then the others in their order.
+    event.record(&mut Only {
+        message: true,
+        inner: &mut fields,
+    });
+    event.record(&mut Only {
+        message: false,
+        inner: &mut fields,
+    });
+    let has_request_id = fields.request_id;
+
+    if let Some(scope) = ctx.event_scope(event) {
+        let mut request_id_written = has_request_id;
+        for (depth, span) in scope.enumerate() {
+            if depth == 0 {
+                line.push_str(",\"span\":");
+                write_str(line, span.name());
+            }
+            if request_id_written {
+                break;
+            }
+            if let Some(SpanRequestId(id)) = span.extensions().get::<SpanRequestId>() {
+                line.push_str(",\"request_id\":");
+                write_str(line, id);
+                request_id_written = true;
+            }
         }
-        let cx = opentelemetry::Context::current();
-        let span_context = cx.span().span_context().clone();
+    }
+    opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let span_context = span.span_context();
         if span_context.is_valid() {
-            line.insert(
-                "trace_id".into(),
-                Value::from(span_context.trace_id().to_string()),
-            );
-            line.insert(
-                "span_id".into(),
-                Value::from(span_context.span_id().to_string()),
-            );
+            write!(
+                line,
+                ",\"trace_id\":\"{:032x}\",\"span_id\":\"{:016x}\"",
+                span_context.trace_id(),
+                span_context.span_id()
+            )
+        } else {
+            Ok(())
         }
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writer.write_str(&text)?;
-        writer.write_char('\n')
+    })?;
+    line.push_str("}\n");
+    Ok(())
+}
+
+thread_local! {
+    /// The last whole second written on this thread, and its RFC 3339 text
+    /// (`2026-12-04T18:34:18`): the date is worked out once a second, not once a line.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends `now` as RFC 3339 UTC with microseconds: `2026-12-04T18:34:18.159437Z`.
+fn write_timestamp(line: &mut String, now: std::time::SystemTime) {
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != seconds {
+            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            // `…T18:34:18Z`: everything but the zone letter.
+            cache.1 = text.trim_end_matches('Z').to_owned();
+            cache.0 = seconds;
+        }
+        line.push_str(&cache.1);
+    });
+    let micros = since_epoch.subsec_micros();
+    let mut digits = [b'0'; 7];
+    digits[0] = b'.';
+    let mut rest = micros;
+    for digit in digits[1..].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    line.push_str(std::str::from_utf8(&digits).unwrap_or(".000000"));
+    line.push('Z');
+}
+
+/// Passes on either the `message` field only or every other field.
+struct Only<'a, V> {
+    message: bool,
+    inner: &'a mut V,
+}
+
+impl<V: Visit> Visit for Only<'_, V> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if (field.name() == "message") == self.message {
+            self.inner.record_f64(field, value);
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if (field.name() == "message") == self.message {
+            self.inner.record_i64(field, value);
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if (field.name() == "message") == self.message {
+            self.inner.record_u64(field, value);
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if (field.name() == "message") == self.message {
+            self.inner.record_bool(field, value);
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if (field.name() == "message") == self.message {
+            self.inner.record_str(field, value);
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if (field.name() == "message") == self.message {
+            self.inner.record_error(field, value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if (field.name() == "message") == self.message {
+            self.inner.record_debug(field, value);
+        }
+    }
+}
+
+/// Writes each field as `,"name":value`.
+struct FieldWriter<'a> {
+    line: &'a mut String,
+    /// Whether the event carried its own `request_id`.
+    request_id: bool,
+}
+
+impl FieldWriter<'_> {
+    fn key(&mut self, field: &Field) {
+        let name = field.name();
+        if name == "request_id" {
+            self.request_id = true;
+        }
+        self.line.push_str(",\"");
+        if OWN_KEYS.contains(&name) {
+            self.line.push_str("fields.");
+        }
+        escape_into(self.line, name);
+        self.line.push_str("\":");
+    }
+}
+
+impl Visit for FieldWriter<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.line, "{value}");
+        } else {
+            self.line.push_str("null");
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.line, "{value}");
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.line, "{value}");
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        self.line.push_str(if value { "true" } else { "false" });
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        write_str(self.line, value);
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.key(field);
+        self.line.push('"');
+        let _ = write!(Escaped(self.line), "{value}");
+        self.line.push('"');
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        self.line.push('"');
+        let _ = write!(Escaped(self.line), "{value:?}");
+        self.line.push('"');
+    }
+}
+
+/// Writes `value` as a JSON string.
+fn write_str(line: &mut String, value: &str) {
+    line.push('"');
+    escape_into(line, value);
+    line.push('"');
+}
+
+/// Appends `value` with JSON's string escapes (RFC 8259 §7: `"`, `\` and the control
+/// characters below U+0020).
+fn escape_into(line: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    for (i, byte) in value.bytes().enumerate() {
+        let escape: &str = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        line.push_str(&value[start..i]);
+        if escape.is_empty() {
+            line.push_str("\\u00");
+            line.push(char::from(HEX[usize::from(byte >> 4)]));
+            line.push(char::from(HEX[usize::from(byte & 0xf)]));
+        } else {
+            line.push_str(escape);
+        }
+        start = i + 1;
+    }
+    line.push_str(&value[start..]);
+}
+
+/// A `fmt::Write` that escapes what is written into the line.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    fn lines(capture: &Capture) -> Vec<String> {
+        String::from_utf8(capture.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every string, control characters, quotes and non-ASCII included, comes back unchanged
+    /// through a JSON parser.
+    #[test]
+    fn escaping_round_trips_through_a_json_parser() {
+        let mut samples: Vec<String> = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b"))
+            .collect();
+        samples.push("\"quoted\" \\ back\\slash\u{7f}\u{2028}é😀".into());
+        samples.push(String::new());
+        for sample in samples {
+            let mut line = String::new();
+            write_str(&mut line, &sample);
+            let parsed: String = serde_json::from_str(&line).unwrap_or_else(|e| {
+                panic!("{line:?} is not a JSON string: {e}");
+            });
+            assert_eq!(parsed, sample);
+        }
+    }
+
+    #[test]
+    fn a_line_has_each_key_once_and_parses() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(capture.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "req-1");
+            let _entered = span.enter();
+            tracing::info!(
+                level = "mine",
+                span = 3,
+                count = 7u64,
+                ratio = 0.5,
+                nan = f64::NAN,
+                ok = true,
+                text = "line\nbreak \"q\"",
+                debug = ?("tuple", 1),
+                "hello {}", "world"
+            );
+            tracing::info!(request_id = "own", "with its own id");
+        });
+        let lines = lines(&capture);
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            assert!(line.starts_with("{\"timestamp\":\""), "{line}");
+            // serde_json keeps the last of duplicate keys; count them in the text.
+            for key in [
+                "timestamp",
+                "level",
+                "target",
+                "span",
+                "request_id",
+                "message",
+            ] {
+                assert_eq!(
+                    line.matches(&format!("\"{key}\":")).count(),
+                    1,
+                    "{key} in {line}"
+                );
+            }
+        }
+        let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(first["level"], "INFO");
+        assert_eq!(first["message"], "hello world");
+        assert_eq!(first["fields.level"], "mine");
+        assert_eq!(first["fields.span"], 3);
+        assert_eq!(first["span"], "request");
+        assert_eq!(first["request_id"], "req-1");
+        assert_eq!(first["count"], 7);
+        assert_eq!(first["ratio"], 0.5);
+        assert!(first["nan"].is_null());
+        assert_eq!(first["ok"], true);
+        assert_eq!(first["text"], "line\nbreak \"q\"");
+        assert_eq!(first["debug"], "(\"tuple\", 1)");
+        assert!(first.get("trace_id").is_none(), "no OpenTelemetry context");
+        assert!(
+            lines[0].find("\"message\"").unwrap() < lines[0].find("\"count\"").unwrap(),
+            "message comes first among the fields: {}",
+            lines[0]
+        );
+        let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(second["request_id"], "own", "the event's own id wins");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut line = String::new();
+        // 2026-12-04T18:34:18.000042Z, then the same second again (cached), then the next.
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_409_258) + Duration::from_micros(42);
+        write_timestamp(&mut line, t);
+        line.push(' ');
+        write_timestamp(&mut line, t + Duration::from_micros(959_000));
+        line.push(' ');
+        write_timestamp(&mut line, t + Duration::from_secs(1));
+        assert_eq!(
+            line,
+            "2026-12-04T18:34:18.000042Z 2026-12-04T18:34:18.959042Z 2026-12-04T18:34:19.000042Z"
+        );
+        let mut now = String::new();
+        write_timestamp(&mut now, std::time::SystemTime::now());
+        humantime::parse_rfc3339(&now).expect("RFC 3339");
+    }
+
+    /// A `Debug` impl that logs while its line is written: tracing-core does not deliver the
+    /// inner event (the dispatcher is busy), and the outer line is written whole.
+    #[test]
+    fn an_event_logged_while_formatting_leaves_the_line_whole() {
+        struct Noisy;
+        impl fmt::Debug for Noisy {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                tracing::info!("from inside");
+                f.write_str("noisy")
+            }
+        }
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(capture.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(value = ?Noisy, "outer");
+        });
+        let lines: Vec<serde_json::Value> = lines(&capture)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["message"], "outer");
+        assert_eq!(lines[0]["value"], "noisy");
     }
 }

@@ -7,11 +7,13 @@
 //!   override, else `RUST_LOG`, else `info`);
 //! - JSON lines ([`LogFormat::Json`], for production) or tracing-subscriber's readable format
 //!   ([`LogFormat::Pretty`], for development). A JSON line looks like
-//!   `{"level":"INFO","message":"request completed","request_id":"…","span":"request",
-//!   "span_id":"…","status":200,"target":"covet::trace::request","timestamp":"…","trace_id":"…",…}`:
-//!   the three ids are top-level fields: the request id from the innermost span that records
-//!   one (the request-id layer's), the trace and span ids from the current OpenTelemetry
-//!   context, so they match the exported span;
+//!   `{"timestamp":"…","level":"INFO","target":"covet::trace::request","message":"request
+//!   completed","method":"GET",…,"status":200,…,"span":"request","request_id":"…",
+//!   "trace_id":"…","span_id":"…"}`: the three ids are top-level fields: the request id the
+//!   event carries, else the one of the innermost span that records one (the request-id
+//!   layer's), the trace and span ids from the current OpenTelemetry context, so they match the
+//!   exported span. An event field named like one of the line's own keys (`timestamp`,
+//!   `level`, `target`, `span`, `trace_id`, `span_id`) is written as `fields.NAME`;
 //! - an OpenTelemetry tracer provider exporting over OTLP (gRPC or HTTP/protobuf) from a batch
 //!   processor (feature `otlp-grpc` and/or `otlp-http`), configured from the standard environment
 //!   variables with builder overrides:
@@ -33,8 +35,9 @@
 //!   `baggage` propagator, as the global propagator.
 //!
 //! Log lines go to stdout (or [`output`](TelemetryBuilder::output)) through a bounded queue
-//! written out by a thread of its own, so logging never waits for the reader: when the reader
-//! stalls and the queue fills, lines are dropped and counted
+//! written out by a thread of its own, at most 10 ms after they are logged and in one write
+//! call for all the lines gathered meanwhile, so logging never waits for the reader: when the
+//! reader stalls and the queue fills, lines are dropped and counted
 //! ([`Telemetry::dropped_log_lines`], `log_lines_dropped_total` with
 //! [`Telemetry::register_metrics`]) while requests go on.
 //!

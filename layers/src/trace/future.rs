@@ -88,14 +88,16 @@ where
                 if let Some(log) = this.log.take() {
                     let _otel = otel.map(opentelemetry::Context::attach);
                     let latency_ms = log.start.elapsed().as_secs_f64() * 1e3;
+                    // Strings as Display: a formatting subscriber writes them as they are
+                    // instead of escaping them character by character (`Debug` for `str`).
                     tracing::info!(
                         target: "covet::trace::request",
-                        method = method_attribute(&log.method),
-                        route = log.route.as_ref().map(route_str),
+                        method = %method_attribute(&log.method),
+                        route = log.route.as_ref().map(route_str).map(display),
                         status = status.as_u16(),
                         latency_ms,
                         bytes = response.body().size_hint().exact(),
-                        request_id,
+                        request_id = request_id.map(display),
                         "request completed"
                     );
                 }
@@ -115,11 +117,11 @@ where
                     let latency_ms = log.start.elapsed().as_secs_f64() * 1e3;
                     tracing::info!(
                         target: "covet::trace::request",
-                        method = method_attribute(&log.method),
-                        route = log.route.as_ref().map(route_str),
-                        error.type = kind,
+                        method = %method_attribute(&log.method),
+                        route = log.route.as_ref().map(route_str).map(display),
+                        error.type = %kind,
                         latency_ms,
-                        request_id,
+                        request_id = request_id.map(display),
                         "request failed"
                     );
                 }

@@ -87,12 +87,7 @@ fn otel_with(
     let subscriber = tracing_subscriber::registry()
         .with(level)
         .with(otel_layer(provider.tracer("test")))
-        .with(crate::telemetry::json::IdsLayer)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .event_format(crate::telemetry::json::JsonFormat)
-                .with_writer(capture.clone()),
-        );
+        .with(crate::telemetry::json::JsonLayer::new(capture.clone()));
     (
         exporter,
         capture,
