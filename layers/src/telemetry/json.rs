@@ -113,16 +113,21 @@ where
             }
         };
         // Should this thread's buffer be in use (an event raised while a field is formatted,
-        // which tracing-core does not deliver today), the line gets a buffer of its own.
-        LINE.with(|buffer| match buffer.try_borrow_mut() {
+        // which tracing-core does not deliver today) or gone (an event logged by a thread-local
+        // destructor), the line gets a buffer of its own.
+        let reused = LINE.try_with(|buffer| match buffer.try_borrow_mut() {
             Ok(mut line) => {
                 write(&mut line);
                 if line.capacity() > KEEP_CAPACITY {
                     *line = String::new();
                 }
+                true
             }
-            Err(_) => write(&mut String::new()),
+            Err(_) => false,
         });
+        if reused != Ok(true) {
+            write(&mut String::new());
+        }
     }
 }
 
@@ -201,17 +206,31 @@ fn write_timestamp(line: &mut String, now: std::time::SystemTime) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let seconds = since_epoch.as_secs();
-    SECOND.with(|cache| {
-        let mut cache = cache.borrow_mut();
+    let whole_second = || {
+        let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+        let mut text = String::with_capacity(20);
+        // humantime refuses years past 9999; a clock that far off is written as the last
+        // second it can name.
+        if write!(text, "{}", humantime::format_rfc3339_seconds(whole)).is_err() {
+            text = "9999-12-31T23:59:59Z".to_owned();
+        }
+        // `…T18:34:18Z`: everything but the zone letter.
+        text.pop();
+        text
+    };
+    let cached = SECOND.try_with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
+            return false;
+        };
         if cache.0 != seconds {
-            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
-            let text = humantime::format_rfc3339_seconds(whole).to_string();
-            // `…T18:34:18Z`: everything but the zone letter.
-            cache.1 = text.trim_end_matches('Z').to_owned();
-            cache.0 = seconds;
+            *cache = (seconds, whole_second());
         }
         line.push_str(&cache.1);
+        true
     });
+    if cached != Ok(true) {
+        line.push_str(&whole_second());
+    }
     let micros = since_epoch.subsec_micros();
     let mut digits = [b'0'; 7];
     digits[0] = b'.';
@@ -513,6 +532,15 @@ mod tests {
         let mut now = String::new();
         write_timestamp(&mut now, std::time::SystemTime::now());
         humantime::parse_rfc3339(&now).expect("RFC 3339");
+        // Before the epoch and after year 9999: still a timestamp, never a panic.
+        let mut odd = String::new();
+        write_timestamp(&mut odd, UNIX_EPOCH - Duration::from_secs(5));
+        odd.push(' ');
+        write_timestamp(&mut odd, UNIX_EPOCH + Duration::from_secs(300_000_000_000));
+        assert_eq!(
+            odd,
+            "1970-01-01T00:00:00.000000Z 9999-12-31T23:59:59.000000Z"
+        );
     }
 
     /// A `Debug` impl that logs while its line is written: tracing-core does not deliver the
