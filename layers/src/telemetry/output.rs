@@ -297,3 +297,54 @@ mod metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Sink {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        writes: Arc<Mutex<usize>>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.bytes.lock().unwrap().extend_from_slice(buf);
+            *self.writes.lock().unwrap() += 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Lines come out whole and in order, a burst in far fewer writes than lines; after the
+    /// stop, lines are dropped and counted.
+    #[test]
+    fn lines_are_written_in_order_in_batches_and_counted_after_the_stop() {
+        let sink = Sink::default();
+        let (writer, queue) = LogQueue::start(Box::new(sink.clone()), 100_000);
+        let expected: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+        for line in expected.lines() {
+            writer
+                .make_writer()
+                .write_all(format!("{line}\n").as_bytes())
+                .unwrap();
+        }
+        queue.flush_and_stop(Duration::from_secs(10));
+        assert_eq!(
+            String::from_utf8(sink.bytes.lock().unwrap().clone()).unwrap(),
+            expected
+        );
+        assert_eq!(queue.dropped(), 0);
+        let writes = *sink.writes.lock().unwrap();
+        assert!(writes < 1_000, "{writes} write calls for 10,000 lines");
+
+        writer.make_writer().write_all(b"too late\n").unwrap();
+        assert_eq!(queue.dropped(), 1);
+        assert!(!String::from_utf8_lossy(&sink.bytes.lock().unwrap()).contains("too late"));
+    }
+}
