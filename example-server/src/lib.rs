@@ -251,8 +251,8 @@ impl Server {
             .route_service("/health", health_service.clone())
             .route_service("/health/{*rest}", health_service);
 
-        let api = bind("--listen", config.listen).await?;
-        let admin = bind("--admin-listen", config.admin_listen).await?;
+        let api = bind("--listen", config.listen)?;
+        let admin = bind("--admin-listen", config.admin_listen)?;
         let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
             .unwrap_or(u64::MAX);
@@ -456,10 +456,27 @@ fn cidrs(flag: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ServerError> 
         .collect()
 }
 
-async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { flag, addr, source })
+/// How many finished handshakes each listener's kernel queue holds before the server accepts
+/// them: 1,024 (Linux caps it at `net.core.somaxconn`, 4,096 by default). `TcpListener::bind`
+/// asks for 128: a burst of new connections beyond that (a load balancer opening its pool
+/// after a deploy, a client flood) has its SYNs dropped and retried a second or more later,
+/// instead of being accepted, or shed at `--max-connections`, at once.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted server can bind while old connections of
+        // the previous one are in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| ServerError::Bind { flag, addr, source })
 }
 
 /// The API routes, without the covet layers.

@@ -283,7 +283,12 @@ fn a_flood_of_silent_connections_never_starves_the_admin_port() {
     };
     assert!(
         rejected > 0.0 && timed_out >= 576.0,
-        "{rejected} shed, {timed_out} timed out"
+        "{rejected} shed, {timed_out} timed out; the server's serve-loop lines: {:?}",
+        server
+            .logs()
+            .iter()
+            .filter(|l| l.contains("covet::serve"))
+            .collect::<Vec<_>>()
     );
     drop(flood);
     // The API answers again.
