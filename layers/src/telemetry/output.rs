@@ -31,6 +31,9 @@ pub const DEFAULT_LOG_BUFFER_LINES: usize = 16_384;
 /// How long a line may wait in the queue before the writer thread writes it out: 10 ms.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 
+/// A batch buffer larger than this (4 MiB) is freed once written.
+const KEEP_BATCH_BYTES: usize = 4 << 20;
+
 /// What the builder was told to write to.
 pub(crate) enum Output {
     /// A `MakeWriter` called on the thread that logs.
@@ -94,8 +97,11 @@ impl LogQueue {
             .name("covet-log-writer".into())
             .spawn(move || worker.write_out(writer));
         if spawned.is_err() {
-            // No thread to write: every line is dropped and counted, logging still returns.
-            queue.lock().stopping = true;
+            // No thread to write: every line is dropped and counted, logging still returns,
+            // and there is nothing for `flush_and_stop` to wait for.
+            let mut state = queue.lock();
+            state.stopping = true;
+            state.finished = true;
         }
         (QueueWriter(queue.clone()), queue)
     }
@@ -162,6 +168,10 @@ impl LogQueue {
                 // A failed write loses these lines; the next batch is tried again.
                 let _ = writer.write_all(&batch).and_then(|()| writer.flush());
                 batch.clear();
+                // After a burst of long lines, give the memory back rather than keep it.
+                if batch.capacity() > KEEP_BATCH_BYTES {
+                    batch = Vec::new();
+                }
             }
             if stopping {
                 break;
