@@ -295,6 +295,27 @@ fn a_flood_of_silent_connections_never_starves_the_admin_port() {
     assert_eq!(get(server.api, "/api/hello").status, 200);
 }
 
+/// A burst of new connections while the server accepts none (stopped with SIGSTOP) waits in
+/// the kernel's accept queue: all 600 handshakes complete at once. With the 128 that
+/// `TcpListener::bind` asks for, the 130th SYN is dropped and its connect waits for the
+/// retransmission a second later, past the 600 ms allowed here.
+#[test]
+fn a_connection_burst_waits_in_the_accept_queue() {
+    let server = Server::start(&[], &[]);
+    server.signal("STOP");
+    let mut burst = Vec::new();
+    let queued = (0..600).try_for_each(|i| {
+        let stream = TcpStream::connect_timeout(&server.api, Duration::from_millis(600))
+            .map_err(|e| format!("connection {i} of the burst was not queued: {e}"))?;
+        burst.push(stream);
+        Ok::<_, String>(())
+    });
+    server.signal("CONT");
+    queued.unwrap();
+    drop(burst);
+    assert_eq!(get(server.api, "/api/hello").status, 200);
+}
+
 /// 200 parked, never-finished request heads hold a bounded amount of memory.
 #[test]
 fn parked_unfinished_heads_hold_bounded_memory() {

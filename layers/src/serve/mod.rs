@@ -18,6 +18,11 @@
 //! Each listener runs its own accept loop, so a flood on one (the API) never stops another
 //! (the admin port) from accepting, as long as the caps leave file descriptors for it.
 //!
+//! The listener is yours: `tokio::net::TcpListener::bind` queues at most 128 finished
+//! handshakes, so a burst past that (a load balancer opening its pool) has its SYNs dropped
+//! and retried a second later. Bind through `tokio::net::TcpSocket` and `listen(1024)` for a
+//! deeper queue, as covet-server does.
+//!
 //! Requests carry the peer address in their extensions (axum's `ConnectInfo<SocketAddr>` with
 //! the `axum` feature, else a plain `SocketAddr`) and a [`RequestBody`].
 //!
