@@ -139,6 +139,9 @@ fn notes_live_in_postgres_and_reads_are_cached_in_redis() {
     // The row is really in PostgreSQL: a second server process sees it.
     let other = Server::start(&["--database-url", &db], &[]);
     wait_for(&other, "/health/startup", 200);
+    // Started is not connected: the server starts without its database and answers 503
+    // until its pool has a connection, which readiness reports.
+    wait_for(&other, "/health/ready", 200);
     assert_eq!(
         get(other.api, &format!("/api/notes/{id}")).json()["title"],
         title.as_str()
