@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use http::{HeaderName, HeaderValue, header::CONTENT_SECURITY_POLICY};
+use http::{HeaderMap, HeaderName, HeaderValue, header::CONTENT_SECURITY_POLICY};
 use tower_layer::Layer;
 
 use super::{
@@ -181,9 +181,14 @@ impl SecurityHeadersBuilder {
             .iter()
             .map(|name| parse_name(name))
             .collect::<Result<_, _>>()?;
+        // The template's index table has room for the handler's own headers and those the
+        // outer layers add (request id, rate-limit fields, trace id…): a response's map is a
+        // clone of it, and a clone keeps the table's size, so filling it never re-hashes.
+        let mut template = HeaderMap::with_capacity(headers.len() + RESPONSE_HEADER_ROOM);
+        template.extend(headers);
         Ok(SecurityHeadersLayer {
             config: Arc::new(Config {
-                template: headers.into_iter().collect(),
+                template,
                 remove,
                 mode: self.mode,
                 nonce_policy,
@@ -191,6 +196,9 @@ impl SecurityHeadersBuilder {
         })
     }
 }
+
+/// Headers a response may carry besides the configured ones before its map re-hashes.
+const RESPONSE_HEADER_ROOM: usize = 16;
 
 fn parse_name(name: &str) -> Result<HeaderName, SecurityHeadersError> {
     HeaderName::from_bytes(name.as_bytes()).map_err(|_| SecurityHeadersError::InvalidName {
