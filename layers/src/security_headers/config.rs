@@ -24,7 +24,8 @@ impl Config {
     ///
     /// Rather than inserting each configured header into the response's map (a hash and maybe a
     /// re-allocation per header), the response starts from a clone of the prebuilt template —
-    /// two allocations and reference-count bumps — and its own few headers are moved in.
+    /// its index table and entries, and reference-count bumps — and its own few headers are
+    /// moved in (the entries grow once; the table has room, see `RESPONSE_HEADER_ROOM`).
     pub(crate) fn apply(&self, headers: &mut HeaderMap, nonce: Option<&CspNonce>) {
         let original = std::mem::replace(headers, self.template.clone());
         let override_mode = self.mode == HeaderMode::Override;
