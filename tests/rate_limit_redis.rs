@@ -10,7 +10,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use covet::layers::rate_limit::{GlobalKey, Policy, Quota, RateLimitLayer, RedisStore};
+use covet::layers::rate_limit::{GlobalKey, Policy, Quota, RateLimitLayer, RedisStore, StoreError};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -384,16 +384,20 @@ async fn an_open_circuit_decides_at_once_until_a_probe_finds_redis_again() {
     proxy.stop();
 }
 
-#[tokio::test]
-async fn a_closed_port_fails_open_without_a_5xx() {
-    // Bind then drop a listener: nothing listens on that port afterwards.
+/// A `redis://` URL on a local port nothing listens on (a listener bound, then dropped).
+async fn closed_port_url() -> String {
     let port = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let store = RedisStore::builder(format!("redis://127.0.0.1:{port}"))
+    format!("redis://127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn a_closed_port_fails_open_without_a_5xx() {
+    let store = RedisStore::builder(closed_port_url().await)
         .build()
         .unwrap();
     let registry = Registry::new();
@@ -427,4 +431,21 @@ async fn a_closed_port_fails_open_without_a_5xx() {
         sample(&registry, r#"rate_limit_store_errors_total{store="redis"}"#),
         3.0
     );
+}
+
+#[tokio::test]
+async fn connect_waits_for_redis_and_says_when_it_cannot_reach_it() {
+    assert_redis_reachable().await;
+    let store = RedisStore::builder(redis_url())
+        .prefix(unique_prefix("connect"))
+        .build()
+        .unwrap();
+    store.connect(Duration::from_secs(5)).await.unwrap();
+
+    let store = RedisStore::builder(closed_port_url().await)
+        .build()
+        .unwrap();
+    let wait = Duration::from_millis(300);
+    let err = store.connect(wait).await.unwrap_err();
+    assert!(matches!(err, StoreError::Timeout(w) if w == wait), "{err}");
 }

@@ -297,20 +297,10 @@ async fn ok(_req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
 }
 
-#[tokio::test]
-async fn the_rate_limit_store_decides_over_tls() {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let store = RedisStore::builder(redis_url())
-        .prefix(format!("covet:test:tls:{}:{nanos}:", std::process::id()))
-        .ca_file(ca_file())
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    // Fail closed: a decision that did not come from Redis would be a 503, not a 429.
-    let policy = Policy::new("tls", Quota::per_hour(2)).fail_closed();
+/// The statuses of `n` requests through a fail-closed limiter of `per_hour` requests kept in
+/// `store`: a decision that did not come from Redis would be a 503, not a 429.
+async fn fail_closed_statuses(store: RedisStore, per_hour: u32, n: usize) -> Vec<StatusCode> {
+    let policy = Policy::new("tls", Quota::per_hour(per_hour)).fail_closed();
     let layer = RateLimitLayer::builder(policy)
         .key(GlobalKey)
         .store(store)
@@ -318,18 +308,48 @@ async fn the_rate_limit_store_decides_over_tls() {
         .unwrap();
     let mut service = ServiceBuilder::new().layer(layer).service(service_fn(ok));
     let mut statuses = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..n {
         let request = Request::get("/").body(Full::default()).unwrap();
         let response = service.ready().await.unwrap().call(request).await.unwrap();
         statuses.push(response.status());
     }
+    statuses
+}
+
+#[tokio::test]
+async fn the_rate_limit_store_decides_over_tls() {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = |name: &str| format!("covet:test:{name}:{}:{nanos}:", std::process::id());
+    // A timeout long enough for the first decision to open the connection itself.
+    let store = RedisStore::builder(redis_url())
+        .prefix(prefix("tls"))
+        .ca_file(ca_file())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     assert_eq!(
-        statuses,
+        fail_closed_statuses(store, 2, 3).await,
         [
             StatusCode::OK,
             StatusCode::OK,
             StatusCode::TOO_MANY_REQUESTS
         ]
+    );
+
+    // With the connection made (TLS handshake and all) before the first request, the default
+    // 50 ms is the decision's alone: the first one comes from Redis too.
+    let store = RedisStore::builder(redis_url())
+        .prefix(prefix("tls-warm"))
+        .ca_file(ca_file())
+        .build()
+        .unwrap();
+    store.connect(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        fail_closed_statuses(store, 1, 2).await,
+        [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]
     );
 
     let err = RedisStore::builder("redis://127.0.0.1:6379")

@@ -214,7 +214,19 @@ impl Server {
             .build(&registry)
             .map_err(metrics_err)?;
         let metrics_layer = MetricsLayer::new(&registry).map_err(metrics_err)?;
-        let rate_limit = rate_limit_layer(config, &registry)?;
+        let (rate_limit, rate_limit_store) = rate_limit_layer(config, &registry)?;
+        if let Some(store) = rate_limit_store {
+            // Connected before the first request, so that one is not spent on the connection
+            // (a TLS handshake) within the store's 50 ms and decided by the local fallback.
+            // Bounded like the cache's connection: a Redis that is down delays nothing further.
+            match store.connect(Duration::from_secs(1)).await {
+                Ok(()) => tracing::info!("the rate-limit store is connected to Redis"),
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "the rate-limit store cannot reach Redis yet; decisions fall open until it answers"
+                ),
+            }
+        }
         let metrics_service = MetricsService::new(&registry).map_err(metrics_err)?;
 
         let state = AppState {
@@ -389,10 +401,12 @@ impl Server {
 /// The rate limiter from `--rate-limit`, `--rate-limit-burst`, `--rate-limit-store`,
 /// `--rate-limit-max-keys` and `--trusted-proxies`: one bucket per client IP (the rightmost
 /// untrusted forwarding entry behind trusted proxies, else the peer address).
+///
+/// Also returns the Redis store, when there is one, for [`Server::build`] to connect.
 fn rate_limit_layer(
     config: &Config,
     registry: &Registry,
-) -> Result<RateLimitLayer<ClientIp>, ServerError> {
+) -> Result<(RateLimitLayer<ClientIp>, Option<RedisStore>), ServerError> {
     let mut quota: Quota = config
         .rate_limit
         .parse()
@@ -411,6 +425,7 @@ fn rate_limit_layer(
     )?;
     let builder =
         RateLimitLayer::builder(Policy::new("default", quota)).key(ClientIp::new(trusted));
+    let mut redis_store = None;
     let builder = match (config.rate_limit_store, config.redis_url()) {
         (config::RateLimitStore::Redis, Some(url)) => {
             let mut store = RedisStore::builder(url).prefix("covet:ratelimit:");
@@ -426,6 +441,7 @@ fn rate_limit_layer(
                 };
                 ServerError::Config(format!("{flag}: {e}"))
             })?;
+            redis_store = Some(store.clone());
             builder.store(store)
         }
         _ => builder.store(
@@ -434,9 +450,10 @@ fn rate_limit_layer(
                 .build(),
         ),
     };
-    builder
+    let layer = builder
         .build(registry)
-        .map_err(|e| ServerError::Config(e.to_string()))
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    Ok((layer, redis_store))
 }
 
 /// Parses a list of CIDRs (or single addresses) from the flag `flag`.

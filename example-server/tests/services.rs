@@ -348,6 +348,15 @@ fn tls_to_both_datastores_with_a_ca_file_as_terraform_configures_it() {
         ],
     );
     wait_until_both_datastores_are_up(&server);
+    // The rate-limit store connected at start-up, so even the first request is decided in Redis.
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|line| line.contains("the rate-limit store is connected to Redis")),
+        "{:?}",
+        server.logs()
+    );
 
     let title = format!("tls-{}", std::process::id());
     let id = create_note(&server, &title, "encrypted");

@@ -81,7 +81,9 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// A builder over a new pool for `url` (`redis://127.0.0.1:6379`), made by
-    /// [`build`](RedisStoreBuilder::build). No connection is made until the first decision.
+    /// [`build`](RedisStoreBuilder::build). The pool opens its first connection in the
+    /// background as it is built, and keeps one idle from then on; [`connect`](Self::connect)
+    /// waits for it.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::Url(url.into()))
     }
@@ -100,6 +102,36 @@ impl RedisStore {
     /// The decision timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// Waits up to `wait` for a connection from the pool and loads the decision script into
+    /// Redis, so that the first decisions do not spend their short
+    /// [`timeout`](RedisStoreBuilder::timeout) on the connection (a TLS handshake included)
+    /// and fall back. Call it at start-up.
+    ///
+    /// An error ([`StoreError::Timeout`] when Redis did not answer in time) changes nothing
+    /// else: decisions keep asking Redis, and fall open or closed by policy until it answers.
+    pub async fn connect(&self, wait: Duration) -> Result<(), StoreError> {
+        let attempt = async {
+            loop {
+                match self.inner.pool.get().await {
+                    Ok(mut conn) => {
+                        self.inner
+                            .script
+                            .prepare_invoke()
+                            .load_async(&mut *conn)
+                            .await?;
+                        return Ok(());
+                    }
+                    // The pool's own wait ran out; the connection it started is still coming.
+                    Err(bb8::RunError::TimedOut) => continue,
+                    Err(bb8::RunError::User(e)) => return Err(StoreError::Redis(e)),
+                }
+            }
+        };
+        tokio::time::timeout(wait, attempt)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(wait)))
     }
 
     /// Whether a decision may be asked of Redis now (the circuit breaker is closed, or this is
@@ -287,9 +319,12 @@ impl RedisStoreBuilder {
                     }
                     RedisConnectionManager::new(url.as_str())?
                 };
+                // One idle connection is kept open, so a request after a quiet spell does not
+                // pay for a new one (a TLS handshake) within the decision's timeout.
                 bb8::Pool::builder()
                     .max_size(16)
-                    .connection_timeout(DEFAULT_TIMEOUT)
+                    .min_idle(Some(1))
+                    .connection_timeout(self.timeout)
                     .build_unchecked(manager)
             }
         };
