@@ -91,6 +91,11 @@ fn telemetry_builder(format: LogFormat) -> TelemetryBuilder {
             telemetry::LogFormat::Pretty
         })
         .output(std::io::stderr())
+        // Colours only for a person at a terminal, never into a pipe or a file.
+        .colours(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .service_name(
             std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "covet-server".to_owned()),
         )

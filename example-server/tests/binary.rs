@@ -282,6 +282,46 @@ fn log_lines_carry_the_request_trace_and_span_ids() {
     assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
 }
 
+/// Readable logs into a pipe, as a log collector or `docker logs` reads them: no colour escapes,
+/// and the request line names its request id once (in the request span's fields).
+#[test]
+fn readable_logs_into_a_pipe_are_plain_text() {
+    let server = Server::start(&["--log-format", "pretty"], &[]);
+    let reply = request(
+        server.api,
+        "GET",
+        "/api/hello",
+        &[("x-request-id", "pretty-1")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        let found = server
+            .logs()
+            .into_iter()
+            .find(|l| l.contains("request completed") && l.contains("pretty-1"));
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request line: {:?}",
+            server.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        server.logs().iter().all(|l| !l.contains('\u{1b}')),
+        "{:?}",
+        server.logs()
+    );
+    assert!(line.contains("request{request_id=pretty-1}"), "{line}");
+    assert_eq!(line.matches("pretty-1").count(), 1, "{line}");
+    assert!(line.contains("status=200"), "{line}");
+}
+
 /// What a new user runs (the README's `cargo run -p covet-server`): no flags, no services.
 #[test]
 fn runs_on_its_embedded_default_ports() {

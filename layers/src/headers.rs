@@ -38,6 +38,27 @@ pub fn is_valid_request_id(id: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// The target of the request-id layer's `request` span, which records `request_id`: the trace
+/// layer leaves the field out of its request log line when that span is the current one.
+#[cfg(any(feature = "request-id", feature = "trace"))]
+pub(crate) const REQUEST_ID_SPAN_TARGET: &str = "covet::request_id";
+
+/// The name of the request-id layer's span (see [`REQUEST_ID_SPAN_TARGET`]).
+#[cfg(any(feature = "request-id", feature = "trace"))]
+pub(crate) const REQUEST_ID_SPAN_NAME: &str = "request";
+
+/// Whether the current span (the subscriber's innermost entered one) is the request-id layer's
+/// span, so that a log line written now shows its `request_id` already. `false` when the span
+/// is disabled, or the subscriber does not track the current span.
+#[cfg(feature = "trace")]
+pub(crate) fn in_request_id_span() -> bool {
+    tracing::dispatcher::get_default(|dispatch| {
+        dispatch.current_span().metadata().is_some_and(|meta| {
+            meta.target() == REQUEST_ID_SPAN_TARGET && meta.name() == REQUEST_ID_SPAN_NAME
+        })
+    })
+}
+
 /// The request id in `headers` under `name`, if it is sent once and is safe
 /// ([`is_valid_request_id`]). After the request-id layer this is the id it chose.
 #[allow(dead_code)] // used by the trace feature only

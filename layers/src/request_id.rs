@@ -348,7 +348,11 @@ where
         let span = if self.layer.span {
             // Display, not Debug: a formatting subscriber writes the id as is instead of escaping
             // it character by character.
-            tracing::info_span!(target: "covet::request_id", "request", request_id = %id.as_str())
+            tracing::info_span!(
+                target: crate::headers::REQUEST_ID_SPAN_TARGET,
+                crate::headers::REQUEST_ID_SPAN_NAME,
+                request_id = %id.as_str()
+            )
         } else {
             tracing::Span::none()
         };

@@ -84,7 +84,12 @@ impl Server {
                 "--admin-listen",
                 &admin.to_string(),
             ])
-            .args(["--log-format", "json"])
+            // JSON lines, which the tests parse, unless the test picks the format.
+            .args(if args.contains(&"--log-format") {
+                &[][..]
+            } else {
+                &["--log-format", "json"][..]
+            })
             .args(args)
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")

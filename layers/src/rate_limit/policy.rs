@@ -209,6 +209,8 @@ impl Metrics {
 /// A policy with everything a request needs precomputed.
 #[derive(Debug)]
 pub(crate) struct CompiledPolicy {
+    /// Part of the Redis store's keys (and shown by `Debug`).
+    #[cfg_attr(not(feature = "rate-limit-redis"), allow(dead_code))]
     pub(crate) name: Cow<'static, str>,
     /// A hash of the name: separates the policies' buckets in a shared memory store.
     pub(crate) seed: u64,
@@ -217,6 +219,8 @@ pub(crate) struct CompiledPolicy {
     pub(crate) fail_closed: bool,
     /// `"name";q=100;w=60`
     pub(crate) policy_header: HeaderValue,
+    /// `"name";r=`, the start of every `RateLimit` value.
+    pub(crate) rate_prefix: Box<[u8]>,
     /// The quota count, for `X-RateLimit-Limit`.
     pub(crate) limit_header: HeaderValue,
     pub(crate) limited_body: Bytes,
@@ -265,6 +269,7 @@ impl CompiledPolicy {
             burst: u64::from(quota.burst_size()),
             fail_closed: policy.on_store_error == OnStoreError::FailClosed,
             policy_header,
+            rate_prefix: format!("\"{name}\";r=").into_bytes().into_boxed_slice(),
             limit_header: HeaderValue::from(quota.count()),
             limited_body: problem(
                 StatusCode::TOO_MANY_REQUESTS,

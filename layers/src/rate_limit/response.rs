@@ -1,7 +1,7 @@
 //! The answers the layer writes itself (429, 503, rejected requests, gRPC trailers-only) and
 //! the rate-limit fields added to every limited response.
 
-use std::{io::Write, sync::Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -100,15 +100,19 @@ impl RateHeaders {
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
         let policy = &self.shared.policies[self.policy];
         if self.shared.headers {
-            // `"name";r=<u64>;t=<u64>` fits: the name is at most 64 bytes.
-            let mut buf = [0u8; 128];
-            let mut cursor = &mut buf[..];
-            let _ = write!(
-                cursor,
-                "\"{}\";r={};t={}",
-                policy.name, self.remaining, self.reset
-            );
-            let len = 128 - cursor.len();
+            // `"name";r=<u64>;t=<u64>`: at most 69 + 20 + 3 + 20 bytes, the name being at most
+            // 64. Built from the policy's prefix and itoa's digits, without `core::fmt`.
+            let mut buf = [0u8; 112];
+            let mut len = 0;
+            let mut push = |part: &[u8]| {
+                buf[len..len + part.len()].copy_from_slice(part);
+                len += part.len();
+            };
+            let mut digits = itoa::Buffer::new();
+            push(&policy.rate_prefix);
+            push(digits.format(self.remaining).as_bytes());
+            push(b";t=");
+            push(digits.format(self.reset).as_bytes());
             if let Ok(rate) = HeaderValue::from_bytes(&buf[..len]) {
                 headers.insert(super::RATELIMIT_POLICY, policy.policy_header.clone());
                 headers.insert(super::RATELIMIT, rate);

@@ -30,8 +30,59 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-/// The `request_id` recorded on a span.
-struct SpanRequestId(String);
+use crate::headers::MAX_REQUEST_ID_LEN;
+
+/// The `request_id` recorded on a span, in the span's extensions. An id of up to
+/// [`MAX_REQUEST_ID_LEN`] bytes (every id the request-id layer sets) is kept inline, so keeping
+/// it costs the extension's one allocation; a longer value gets a `String`.
+enum SpanRequestId {
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    Heap(String),
+}
+
+/// The longest request id kept inline.
+const INLINE_ID: usize = MAX_REQUEST_ID_LEN;
+const _: () = assert!(INLINE_ID <= u8::MAX as usize);
+
+impl SpanRequestId {
+    fn empty() -> Self {
+        Self::Inline {
+            len: 0,
+            bytes: [0; INLINE_ID],
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Only whole `str`s are ever copied in, so this never takes the fallback.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Self::Heap(id) => id,
+        }
+    }
+}
+
+impl fmt::Write for SpanRequestId {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self {
+            Self::Inline { len, bytes } if usize::from(*len) + s.len() <= INLINE_ID => {
+                let start = usize::from(*len);
+                bytes[start..start + s.len()].copy_from_slice(s.as_bytes());
+                // In range: the sum was checked against INLINE_ID, which fits a u8.
+                *len = (start + s.len()) as u8;
+            }
+            Self::Inline { .. } => {
+                let mut heap = String::with_capacity(INLINE_ID * 2);
+                heap.push_str(self.as_str());
+                heap.push_str(s);
+                *self = Self::Heap(heap);
+            }
+            Self::Heap(id) => id.push_str(s),
+        }
+        Ok(())
+    }
+}
 
 /// Records `request_id` fields into span extensions and writes each event as a JSON line to
 /// `writer`.
@@ -45,18 +96,23 @@ impl<W> JsonLayer<W> {
     }
 }
 
-struct RequestIdVisitor(Option<String>);
+/// Finds the `request_id` among a span's fields.
+struct RequestIdVisitor(Option<SpanRequestId>);
 
 impl Visit for RequestIdVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "request_id" {
-            self.0 = Some(value.to_owned());
+            let mut id = SpanRequestId::empty();
+            let _ = id.write_str(value);
+            self.0 = Some(id);
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "request_id" {
-            self.0 = Some(format!("{value:?}"));
+            let mut id = SpanRequestId::empty();
+            let _ = write!(id, "{value:?}");
+            self.0 = Some(id);
         }
     }
 }
@@ -88,7 +144,7 @@ where
         let mut visitor = RequestIdVisitor(None);
         attrs.record(&mut visitor);
         if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
-            span.extensions_mut().insert(SpanRequestId(request_id));
+            span.extensions_mut().insert(request_id);
         }
     }
 
@@ -98,7 +154,7 @@ where
         if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
             let mut extensions = span.extensions_mut();
             extensions.remove::<SpanRequestId>();
-            extensions.insert(SpanRequestId(request_id));
+            extensions.insert(request_id);
         }
     }
 
@@ -169,9 +225,9 @@ where
             if request_id_written {
                 break;
             }
-            if let Some(SpanRequestId(id)) = span.extensions().get::<SpanRequestId>() {
+            if let Some(id) = span.extensions().get::<SpanRequestId>() {
                 line.push_str(",\"request_id\":");
-                write_str(line, id);
+                write_str(line, id.as_str());
                 request_id_written = true;
             }
         }
@@ -512,6 +568,35 @@ mod tests {
         );
         let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
         assert_eq!(second["request_id"], "own", "the event's own id wins");
+    }
+
+    /// Span ids of every length come back whole: as `str` or `Display`, within the inline room
+    /// and past it, and recorded again later.
+    #[test]
+    fn span_request_ids_of_any_length_are_written_whole() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(capture.clone()));
+        let long = "x".repeat(INLINE_ID + 1);
+        let exact = "y".repeat(INLINE_ID);
+        tracing::subscriber::with_default(subscriber, || {
+            for id in ["r", exact.as_str(), long.as_str()] {
+                let span = tracing::info_span!("a", request_id = id);
+                span.in_scope(|| tracing::info!("as str"));
+                let span = tracing::info_span!("b", request_id = %id);
+                span.in_scope(|| tracing::info!("as display"));
+            }
+            let span = tracing::info_span!("c", request_id = tracing::field::Empty);
+            span.record("request_id", long.as_str());
+            span.in_scope(|| tracing::info!("recorded later"));
+        });
+        let ids: Vec<String> = lines(&capture)
+            .iter()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                value["request_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(ids, ["r", "r", &exact, &exact, &long, &long, &long]);
     }
 
     #[test]

@@ -68,7 +68,17 @@ fn client_address<B>(req: &Request<B>, config: &Config) -> Option<opentelemetry:
         &config.trusted_proxies,
         config.forwarded_header,
     ) {
-        Client::Ip(ip) => Some(ip.to_string().into()),
+        Client::Ip(ip) => {
+            // Formatted on the stack, then copied once: `to_string` grows its `String` twice
+            // and the attribute shrinks it again.
+            use std::io::Write as _;
+            let mut buf = [0u8; 45]; // the longest IPv6 text, with an embedded IPv4
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            write!(cursor, "{ip}").ok()?;
+            let len = usize::try_from(cursor.position()).ok()?;
+            let text = std::str::from_utf8(&buf[..len]).ok()?;
+            Some(text.to_owned().into())
+        }
         Client::Obfuscated(token) => Some(token.into()),
         _ => None,
     }

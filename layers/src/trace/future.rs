@@ -55,7 +55,14 @@ where
             let _scope = super::scope::enter(this.request_id.as_ref());
             ready!(this.inner.poll(cx))
         };
-        let request_id = this.request_id.as_ref().and_then(|v| v.to_str().ok());
+        // The log line leaves the id out when the request-id layer's span, current here,
+        // shows it already (a formatting subscriber would print it twice).
+        let logged_id = || {
+            this.request_id
+                .as_ref()
+                .filter(|_| !crate::headers::in_request_id_span())
+                .and_then(|v| v.to_str().ok())
+        };
         // The span ends here, not when the last clone of its context is dropped.
         let otel = this.otel.take();
         let otel_span = otel.as_ref().map(TraceContextExt::span);
@@ -87,7 +94,7 @@ where
                 }
                 if let Some(log) = this.log.take() {
                     let _otel = otel.map(opentelemetry::Context::attach);
-                    let latency_ms = log.start.elapsed().as_secs_f64() * 1e3;
+                    let latency_ms = latency_ms(log.start);
                     // Strings as Display: a formatting subscriber writes them as they are
                     // instead of escaping them character by character (`Debug` for `str`).
                     tracing::info!(
@@ -97,7 +104,7 @@ where
                         status = status.as_u16(),
                         latency_ms,
                         bytes = response.body().size_hint().exact(),
-                        request_id = request_id.map(display),
+                        request_id = logged_id().map(display),
                         "request completed"
                     );
                 }
@@ -114,14 +121,14 @@ where
                 }
                 if let Some(log) = this.log.take() {
                     let _otel = otel.map(opentelemetry::Context::attach);
-                    let latency_ms = log.start.elapsed().as_secs_f64() * 1e3;
+                    let latency_ms = latency_ms(log.start);
                     tracing::info!(
                         target: "covet::trace::request",
                         method = %method_attribute(&log.method),
                         route = log.route.as_ref().map(route_str).map(display),
                         error.type = %kind,
                         latency_ms,
-                        request_id = request_id.map(display),
+                        request_id = logged_id().map(display),
                         "request failed"
                     );
                 }
@@ -129,6 +136,12 @@ where
             }
         }
     }
+}
+
+/// Milliseconds since `start`, to the microsecond (`0.271`, not `0.27143300000000004`).
+fn latency_ms(start: Instant) -> f64 {
+    // Exact below 2^53 µs (285 years).
+    start.elapsed().as_micros() as f64 / 1e3
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {

@@ -112,7 +112,11 @@ impl TraceLayer {
 
     /// Whether each request ends with one `INFO` log line (target `covet::trace::request`,
     /// message `request completed`) with `method`, `route`, `status`, `latency_ms`, `bytes`
-    /// (when the response size is known) and `request_id` (when the request-id layer ran).
+    /// (when the response size is known) and `request_id` (the request id header's). The line is
+    /// written inside the request-id layer's `request` span when that layer runs first with its
+    /// span on; the span carries `request_id` then, so the line does not repeat it (a formatting
+    /// subscriber shows it once, in the span's fields, and `covet_layers::telemetry`'s JSON lines
+    /// still have it as a top-level field).
     ///
     /// Defaults to `true`.
     pub fn request_log(mut self, enabled: bool) -> Self {

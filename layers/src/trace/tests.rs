@@ -454,6 +454,55 @@ async fn log_lines_carry_request_trace_and_span_ids_matching_the_span() {
     assert!(request_line["latency_ms"].as_f64().unwrap() >= 0.0);
 }
 
+/// The request log line of one request through `request_id` then [`TraceLayer`], under an INFO
+/// `fmt` subscriber without colours.
+#[cfg(feature = "request-id")]
+async fn formatted_request_line(request_id: crate::request_id::RequestIdLayer) -> String {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let svc = ServiceBuilder::new()
+        .layer(request_id)
+        .layer(TraceLayer::new())
+        .service(service_fn(ok));
+    let req = Request::get("/orders")
+        .header("x-request-id", "req-5")
+        .body(())
+        .unwrap();
+    svc.oneshot(req).await.unwrap();
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .find(|line| line.contains("request completed"))
+        .unwrap_or_else(|| panic!("no request line in {text}"))
+        .to_owned()
+}
+
+#[cfg(feature = "request-id")]
+#[tokio::test(flavor = "current_thread")]
+async fn a_formatted_request_line_shows_the_request_id_once() {
+    use crate::request_id::RequestIdLayer;
+
+    // Inside the request-id span, the span's fields show the id and the line does not repeat it.
+    let line = formatted_request_line(RequestIdLayer::new()).await;
+    assert!(line.contains("request{request_id=req-5}"), "{line}");
+    assert_eq!(line.matches("req-5").count(), 1, "{line}");
+    // The latency is given to the microsecond, not with a binary fraction's 17 digits.
+    let latency = line
+        .split("latency_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no latency in {line}"));
+    let decimals = latency.split('.').nth(1).map_or(0, str::len);
+    assert!(decimals <= 3, "{line}");
+    // Without the span the line carries the id itself.
+    let line = formatted_request_line(RequestIdLayer::new().span(false)).await;
+    assert_eq!(line.matches("request_id=req-5").count(), 1, "{line}");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn probes_are_left_out_of_the_request_log_but_still_traced() {
     let (exporter, capture, _guard) = otel();
