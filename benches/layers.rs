@@ -10,8 +10,9 @@
 //! tower_governor), both in one `ServiceBuilder`, with no `tracing` subscriber installed. Its
 //! requests carry axum's `ConnectInfo<SocketAddr>`, which both rate limiters key on.
 //! `full_stack_info` runs the same stacks under an INFO `fmt` subscriber writing into
-//! `io::sink`, the peer's `TraceLayer` at INFO; benches/telemetry.rs runs them under the
-//! production set-up.
+//! `io::sink`, the peer's `TraceLayer` at INFO (the subscriber's default colours on, as
+//! `tracing_subscriber::fmt()` gives them); `full_stack_info_plain` the same without colours;
+//! benches/telemetry.rs runs them under the production set-up.
 //! `metrics_encode_10k` encodes a registry holding 10,000 series, as a `/metrics` scrape does.
 
 mod common;
@@ -133,12 +134,23 @@ fn full_stack(c: &mut Criterion) {
 /// `io::sink`: covet's request-id span and request log line are recorded, and the peer's
 /// `TraceLayer` records its span and its response line at INFO (one line a request, as covet).
 fn full_stack_info(c: &mut Criterion) {
+    full_stack_under_fmt(c, "full_stack_info", true);
+}
+
+fn full_stack_info_plain(c: &mut Criterion) {
+    full_stack_under_fmt(c, "full_stack_info_plain", false);
+}
+
+/// Both stacks as group `name` under an INFO `fmt` subscriber into `io::sink`, with or without
+/// ANSI colours.
+fn full_stack_under_fmt(c: &mut Criterion, name: &str, colours: bool) {
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(Level::INFO)
+        .with_ansi(colours)
         .with_writer(std::io::sink)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let mut group = c.benchmark_group("full_stack_info");
+    let mut group = c.benchmark_group(name);
     bench_baseline_and_covet(&mut group);
     bench_stack(&mut group, "peer", &mut peer_stack(Level::INFO));
     group.finish();
@@ -233,6 +245,7 @@ criterion_group!(
     metrics,
     full_stack,
     full_stack_info,
+    full_stack_info_plain,
     metrics_encode
 );
 criterion_main!(benches);
