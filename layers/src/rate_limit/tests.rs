@@ -570,3 +570,16 @@ async fn a_bad_redis_url_is_a_typed_error() {
         Err(StoreError::Redis(_))
     ));
 }
+
+#[cfg(feature = "rate-limit-redis")]
+#[tokio::test]
+async fn a_zero_redis_timeout_builds_instead_of_panicking() {
+    let store = RedisStore::builder("redis://127.0.0.1:6379")
+        .timeout(Duration::ZERO)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        store.connect(Duration::ZERO).await,
+        Err(StoreError::Timeout(_))
+    ));
+}

@@ -324,7 +324,8 @@ impl RedisStoreBuilder {
                 bb8::Pool::builder()
                     .max_size(16)
                     .min_idle(Some(1))
-                    .connection_timeout(self.timeout)
+                    // bb8 panics on a zero wait; a zero timeout still fails every decision.
+                    .connection_timeout(self.timeout.max(Duration::from_millis(1)))
                     .build_unchecked(manager)
             }
         };
