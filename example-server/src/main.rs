@@ -92,10 +92,7 @@ fn telemetry_builder(format: LogFormat) -> TelemetryBuilder {
         })
         .output(std::io::stderr())
         // Colours only for a person at a terminal, never into a pipe or a file.
-        .colours(
-            std::io::stderr().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
+        .colours(std::io::stderr().is_terminal())
         .service_name(
             std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "covet-server".to_owned()),
         )

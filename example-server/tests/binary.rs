@@ -261,25 +261,29 @@ fn log_lines_carry_the_request_trace_and_span_ids() {
         .expect("x-trace-id header")
         .to_owned();
     assert_eq!(trace_id.len(), 32);
+    let line = wait_for_line(&server, |l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|l| l["request_id"] == "log-ids-1")
+    });
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["trace_id"], trace_id.as_str(), "{line}");
+    assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
+}
+
+/// The first log line that `matches`, waiting up to 5 s for it (the log queue writes lines
+/// within 10 ms).
+fn wait_for_line(server: &Server, matches: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let line = loop {
-        let found = server
-            .logs()
-            .into_iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
-            .find(|l| l["request_id"] == "log-ids-1");
-        if let Some(line) = found {
-            break line;
+    loop {
+        if let Some(line) = server.logs().into_iter().find(|l| matches(l)) {
+            return line;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no log line with the request id: {:?}",
+            "no such log line: {:?}",
             server.logs()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert_eq!(line["trace_id"], trace_id.as_str(), "{line}");
-    assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
+    }
 }
 
 /// Readable logs into a pipe, as a log collector or `docker logs` reads them: no colour escapes,
@@ -296,22 +300,9 @@ fn readable_logs_into_a_pipe_are_plain_text() {
     )
     .unwrap();
     assert_eq!(reply.status, 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let line = loop {
-        let found = server
-            .logs()
-            .into_iter()
-            .find(|l| l.contains("request completed") && l.contains("pretty-1"));
-        if let Some(line) = found {
-            break line;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no request line: {:?}",
-            server.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let line = wait_for_line(&server, |l| {
+        l.contains("request completed") && l.contains("pretty-1")
+    });
     assert!(
         server.logs().iter().all(|l| !l.contains('\u{1b}')),
         "{:?}",

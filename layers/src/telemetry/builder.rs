@@ -109,11 +109,11 @@ impl TelemetryBuilder {
 
     /// Whether [`LogFormat::Pretty`] lines are coloured with ANSI escapes. JSON lines never are.
     ///
-    /// Defaults to `true` only when the lines go to the default output (stdout), it is a
-    /// terminal and `NO_COLOR` is unset or empty: escapes in a file or a pipe are noise for
-    /// whatever reads it, and styling each field name costs about a quarter of what a
-    /// readable line costs to write. Set it for an [`output`](Self::output) that is a
-    /// terminal (`colours(std::io::stderr().is_terminal())`).
+    /// Defaults to `true` only when the lines go to the default output (stdout) and it is a
+    /// terminal: escapes in a file or a pipe are noise for whatever reads it, and styling each
+    /// field name costs about a quarter of what a readable line costs to write. Set it for an
+    /// [`output`](Self::output) that is a terminal (`colours(std::io::stderr().is_terminal())`).
+    /// A non-empty `NO_COLOR` turns colours off either way.
     pub fn colours(mut self, enabled: bool) -> Self {
         self.colours = Some(enabled);
         self
@@ -302,10 +302,8 @@ impl TelemetryBuilder {
 
         let colours = config.colours.unwrap_or_else(|| {
             use std::io::IsTerminal as _;
-            config.to_stdout
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        });
+            config.to_stdout && std::io::stdout().is_terminal()
+        }) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let (json, pretty) = match config.format {
             LogFormat::Json => (Some(json::JsonLayer::new(writer)), None),
             LogFormat::Pretty => (

@@ -30,56 +30,25 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
+use smallvec::SmallVec;
+
 use crate::headers::MAX_REQUEST_ID_LEN;
 
 /// The `request_id` recorded on a span, in the span's extensions. An id of up to
 /// [`MAX_REQUEST_ID_LEN`] bytes (every id the request-id layer sets) is kept inline, so keeping
-/// it costs the extension's one allocation; a longer value gets a `String`.
-enum SpanRequestId {
-    Inline { len: u8, bytes: [u8; INLINE_ID] },
-    Heap(String),
-}
-
-/// The longest request id kept inline.
-const INLINE_ID: usize = MAX_REQUEST_ID_LEN;
-const _: () = assert!(INLINE_ID <= u8::MAX as usize);
+/// it costs the extension's one allocation; a longer value spills to the heap.
+struct SpanRequestId(SmallVec<[u8; MAX_REQUEST_ID_LEN]>);
 
 impl SpanRequestId {
-    fn empty() -> Self {
-        Self::Inline {
-            len: 0,
-            bytes: [0; INLINE_ID],
-        }
-    }
-
     fn as_str(&self) -> &str {
-        match self {
-            // Only whole `str`s are ever copied in, so this never takes the fallback.
-            Self::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Self::Heap(id) => id,
-        }
+        // Only whole `str`s are ever copied in, so this never takes the fallback.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Write for SpanRequestId {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        match self {
-            Self::Inline { len, bytes } if usize::from(*len) + s.len() <= INLINE_ID => {
-                let start = usize::from(*len);
-                bytes[start..start + s.len()].copy_from_slice(s.as_bytes());
-                // In range: the sum was checked against INLINE_ID, which fits a u8.
-                *len = (start + s.len()) as u8;
-            }
-            Self::Inline { .. } => {
-                let mut heap = String::with_capacity(INLINE_ID * 2);
-                heap.push_str(self.as_str());
-                heap.push_str(s);
-                *self = Self::Heap(heap);
-            }
-            Self::Heap(id) => id.push_str(s),
-        }
+        self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
 }
@@ -102,15 +71,13 @@ struct RequestIdVisitor(Option<SpanRequestId>);
 impl Visit for RequestIdVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "request_id" {
-            let mut id = SpanRequestId::empty();
-            let _ = id.write_str(value);
-            self.0 = Some(id);
+            self.0 = Some(SpanRequestId(SmallVec::from_slice(value.as_bytes())));
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "request_id" {
-            let mut id = SpanRequestId::empty();
+            let mut id = SpanRequestId(SmallVec::new());
             let _ = write!(id, "{value:?}");
             self.0 = Some(id);
         }
@@ -576,8 +543,8 @@ mod tests {
     fn span_request_ids_of_any_length_are_written_whole() {
         let capture = Capture::default();
         let subscriber = tracing_subscriber::registry().with(JsonLayer::new(capture.clone()));
-        let long = "x".repeat(INLINE_ID + 1);
-        let exact = "y".repeat(INLINE_ID);
+        let long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
+        let exact = "y".repeat(MAX_REQUEST_ID_LEN);
         tracing::subscriber::with_default(subscriber, || {
             for id in ["r", exact.as_str(), long.as_str()] {
                 let span = tracing::info_span!("a", request_id = id);
